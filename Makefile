@@ -1,0 +1,36 @@
+# Everything a fresh machine with python3, make and git needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint run console migrate bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests migrations
+	$(BIN)/ruff format --check src tests migrations
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/miliabot content validate
+	$(BIN)/pytest
+
+run: $(STAMP)
+	$(BIN)/miliabot run
+
+console: $(STAMP)
+	$(BIN)/miliabot console
+
+migrate: $(STAMP)
+	$(BIN)/miliabot migrate
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

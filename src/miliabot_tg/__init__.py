@@ -1,0 +1,1 @@
+"""miliabot_tg: a Telegram bot for skin care around milia."""

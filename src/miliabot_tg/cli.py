@@ -1,0 +1,137 @@
+"""The `miliabot` command: run, migrate, console, content validate."""
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from telegram import Update
+from telegram.error import InvalidToken
+
+from miliabot_tg.config import ConfigError, Settings, load_settings
+from miliabot_tg.content import ContentError, load_guide, validate
+from miliabot_tg.db import SchemaOutOfDateError, ensure_schema, make_engine, migrate
+from miliabot_tg.logs import setup_logging
+from miliabot_tg.models import utcnow
+
+log = logging.getLogger("miliabot")
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the command line and run the chosen subcommand."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.handler(args)
+    except ConfigError as exc:
+        print(f"miliabot: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
+    except ContentError as exc:
+        print("miliabot: the guide content has problems; fix them first:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        code = EXIT_USAGE
+    except SchemaOutOfDateError as exc:
+        print(f"miliabot: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
+    except InvalidToken:
+        print(
+            "miliabot: Telegram rejected MILIABOT_TOKEN; copy it again from @BotFather.",
+            file=sys.stderr,
+        )
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="miliabot", description="A Telegram bot for skin care around milia."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the bot (needs MILIABOT_TOKEN)")
+    run.set_defaults(handler=_run)
+
+    migrate_cmd = commands.add_parser("migrate", help="upgrade the database schema")
+    migrate_cmd.set_defaults(handler=_migrate)
+
+    console = commands.add_parser(
+        "console", help="chat with the real bot in this terminal, no token or network needed"
+    )
+    console.add_argument(
+        "--database",
+        default=None,
+        help="SQLAlchemy URL for the console's own database (default: data/console.sqlite3)",
+    )
+    console.set_defaults(handler=_console)
+
+    content = commands.add_parser("content", help="work with the guide content")
+    content_commands = content.add_subparsers(required=True, metavar="ACTION")
+    check = content_commands.add_parser("validate", help="check every content file")
+    check.add_argument("folder", nargs="?", type=Path, help="default: MILIABOT_CONTENT_DIR")
+    check.set_defaults(handler=_validate)
+    return parser
+
+
+def _secrets(settings: Settings, token: str | None) -> list[str]:
+    """Return what must never be logged: the token and any database password."""
+    secrets = [token] if token else []
+    password = make_url(settings.database_url).password
+    if password:
+        secrets.append(str(password))
+    return secrets
+
+
+def _run(_args: argparse.Namespace) -> int:
+    from miliabot_tg.app import build_application
+    from miliabot_tg.handlers import Deps
+
+    settings = load_settings()
+    token = settings.token_value()
+    setup_logging(secrets=_secrets(settings, token))
+    guide = load_guide(settings.content_dir)
+    engine = make_engine(settings.database_url)
+    # SQLite is one file beside one bot, so migrating is safe; a shared PostgreSQL
+    # database is migrated on purpose by an operator, never by whichever bot starts first.
+    ensure_schema(engine, auto_migrate=engine.dialect.name == "sqlite")
+    deps = Deps(settings=settings, engine=engine, guide=guide, clock=utcnow)
+    app = build_application(deps, token)
+    log.info("starting: %d guide topics, database %s", len(guide.snippets), engine.dialect.name)
+    app.run_polling(allowed_updates=Update.ALL_TYPES)
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    settings = load_settings()
+    setup_logging(secrets=_secrets(settings, None))
+    migrate(make_engine(settings.database_url))
+    print("miliabot: the database schema is up to date.")
+    return 0
+
+
+def _console(args: argparse.Namespace) -> int:
+    from miliabot_tg.console import run_console
+
+    settings = load_settings()
+    return run_console(settings, database_url=args.database)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    folder = args.folder or load_settings().content_dir
+    problems = validate(folder)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) in {folder}", file=sys.stderr)
+        return 1
+    guide = load_guide(folder)
+    print(
+        f"{folder}: {len(guide.snippets)} topics and tips for {', '.join(sorted(guide.tips))}: OK"
+    )
+    return 0

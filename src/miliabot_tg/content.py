@@ -1,0 +1,364 @@
+"""Load, validate and search the guide in `content/`: Markdown files with YAML front matter."""
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import frontmatter
+import yaml
+
+from miliabot_tg.markup import render
+
+TOPICS = (
+    "basics",
+    "types",
+    "causes",
+    "babies",
+    "care",
+    "exfoliation",
+    "moisturizing",
+    "sun",
+    "treatment",
+    "doctor",
+    "prevention",
+)
+TIP_KINDS = ("sunscreen", "moisturize", "exfoliate")
+
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+MAX_TITLE = 32
+MIN_WORDS, MAX_WORDS = 80, 180
+MAX_TIP_CHARS = 200
+# Room left for the title, the disclaimer foot and spacing in a 4096-character message.
+MAX_BODY_CHARS = 3600
+
+_SNIPPET_FIELDS = {"id", "title", "topic", "order", "related", "references", "reviewed"}
+_SNIPPET_OPTIONAL = {"keywords"}
+_TIP_FIELDS = {"id", "for", "references", "reviewed"}
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """One screen of the guide."""
+
+    id: str
+    title: str
+    topic: str
+    order: int
+    related: tuple[str, ...]
+    keywords: tuple[str, ...]
+    references: tuple[str, ...]
+    reviewed: date
+    html: str
+    plain: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with one content file."""
+
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ContentError(Exception):
+    """The content folder has problems; the bot will not start on it."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class Guide:
+    """The whole guide, immutable once loaded."""
+
+    snippets: tuple[Snippet, ...]
+    tips: Mapping[str, tuple[str, ...]]
+
+    def get(self, snippet_id: str) -> Snippet | None:
+        """Return the snippet with this id, if there is one."""
+        return self._index.by_id.get(snippet_id)
+
+    def search(self, query: str, *, limit: int = 5) -> list[Snippet]:
+        """Return the snippets that best match the words of `query`, best first."""
+        return _search(self._index, query, limit)
+
+    @cached_property
+    def _index(self) -> "_SearchIndex":
+        return _build_index(self.snippets)
+
+
+def load_guide(folder: Path) -> Guide:
+    """Load the guide, or raise ContentError listing every problem found."""
+    guide, problems = _load(folder)
+    if problems:
+        raise ContentError(problems)
+    return guide
+
+
+def validate(folder: Path) -> list[Problem]:
+    """Return every problem in the content folder (empty when it is valid)."""
+    return _load(folder)[1]
+
+
+def _load(folder: Path) -> tuple[Guide, list[Problem]]:
+    problems: list[Problem] = []
+    if not folder.is_dir():
+        return Guide((), {}), [Problem(folder, "is not a folder")]
+    paths = sorted(p for p in folder.glob("*.md") if p.name.upper() != "README.MD")
+    # Every id a file claims, even in a file with other problems, so that one broken
+    # file is reported once and not again as a dangling link from its neighbours.
+    claimed: dict[str, Path] = {}
+    for path in paths:
+        claimed_id = _claimed_id(path)
+        if claimed_id in claimed:
+            problems.append(Problem(path, f"id {claimed_id!r} is also used by {claimed[claimed_id].name}"))
+        elif claimed_id is not None:
+            claimed[claimed_id] = path
+    snippets: list[Snippet] = []
+    for path in paths:
+        snippet = _load_snippet(path, problems)
+        if snippet is None:
+            continue
+        snippets.append(snippet)
+        for target in snippet.related:
+            if target not in claimed:
+                problems.append(Problem(path, f"related id {target!r} does not exist"))
+            elif target == snippet.id:
+                problems.append(Problem(path, "lists itself as related"))
+    if not paths:
+        problems.append(Problem(folder, "has no snippets"))
+    tips: dict[str, tuple[str, ...]] = {}
+    for path in sorted((folder / "tips").glob("*.md")):
+        loaded = _load_tips(path, problems)
+        if loaded is not None:
+            kind, items = loaded
+            if kind in tips:
+                problems.append(Problem(path, f"a second tip file for {kind!r}"))
+            tips[kind] = items
+    for kind in TIP_KINDS:
+        if kind not in tips:
+            problems.append(Problem(folder / "tips", f"has no tips for {kind!r}"))
+    snippets.sort(key=lambda s: (s.order, s.id))
+    return Guide(tuple(snippets), tips), problems
+
+
+def _claimed_id(path: Path) -> str | None:
+    post = _read(path, [])
+    claimed = post.metadata.get("id") if post is not None else None
+    return claimed if isinstance(claimed, str) else None
+
+
+def _read(path: Path, problems: list[Problem]) -> frontmatter.Post | None:
+    try:
+        return frontmatter.load(str(path))
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+        problems.append(Problem(path, f"front matter cannot be read: {exc}".splitlines()[0]))
+        return None
+
+
+def _check_fields(
+    path: Path, meta: dict[str, Any], required: set[str], optional: set[str], out: list[Problem]
+) -> bool:
+    missing = sorted(required - meta.keys())
+    unknown = sorted(meta.keys() - required - optional)
+    if missing:
+        out.append(Problem(path, f"missing field(s): {', '.join(missing)}"))
+    if unknown:
+        out.append(Problem(path, f"unknown field(s): {', '.join(unknown)}"))
+    return not missing
+
+
+def _string_list(
+    path: Path, meta: dict[str, Any], name: str, out: list[Problem]
+) -> tuple[str, ...]:
+    value = meta.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        out.append(Problem(path, f"{name} must be a list of non-empty strings"))
+        return ()
+    return tuple(v.strip() for v in value)
+
+
+def _load_snippet(path: Path, problems: list[Problem]) -> Snippet | None:
+    post = _read(path, problems)
+    if post is None:
+        return None
+    meta: dict[str, Any] = dict(post.metadata)
+    before = len(problems)
+    if not _check_fields(path, meta, _SNIPPET_FIELDS, _SNIPPET_OPTIONAL, problems):
+        return None
+    snippet_id, title, topic, order = meta["id"], meta["title"], meta["topic"], meta["order"]
+    if not isinstance(snippet_id, str) or not ID_PATTERN.match(snippet_id):
+        problems.append(Problem(path, "id must be 1-32 lowercase letters, digits or hyphens"))
+    elif snippet_id != path.stem:
+        problems.append(Problem(path, f"id {snippet_id!r} does not match the file name"))
+    if not isinstance(title, str) or not title.strip():
+        problems.append(Problem(path, "title must be a non-empty string"))
+    elif len(title) > MAX_TITLE:
+        problems.append(Problem(path, f"title is {len(title)} characters; at most {MAX_TITLE}"))
+    if topic not in TOPICS:
+        problems.append(Problem(path, f"topic {topic!r} is not one of: {', '.join(TOPICS)}"))
+    if not isinstance(order, int) or isinstance(order, bool):
+        problems.append(Problem(path, "order must be a whole number"))
+    related = _string_list(path, meta, "related", problems)
+    if not 1 <= len(related) <= 3:
+        problems.append(Problem(path, "related must list 1 to 3 snippet ids"))
+    keywords = _string_list(path, meta, "keywords", problems)
+    references = _string_list(path, meta, "references", problems)
+    if not references:
+        problems.append(Problem(path, "references must name at least one source"))
+    if not isinstance(meta["reviewed"], date):
+        problems.append(Problem(path, "reviewed must be a date like 2026-11-26"))
+    rendered = render(post.content)
+    problems.extend(Problem(path, f"body {p}") for p in rendered.problems)
+    words = len(rendered.plain.split())
+    if not MIN_WORDS <= words <= MAX_WORDS:
+        problems.append(Problem(path, f"body has {words} words; keep it {MIN_WORDS}-{MAX_WORDS}"))
+    if len(rendered.plain) > MAX_BODY_CHARS:
+        problems.append(
+            Problem(path, f"body is {len(rendered.plain)} characters; at most {MAX_BODY_CHARS}")
+        )
+    if len(problems) > before:
+        return None
+    return Snippet(
+        id=snippet_id,
+        title=title.strip(),
+        topic=topic,
+        order=order,
+        related=related,
+        keywords=keywords,
+        references=references,
+        reviewed=meta["reviewed"],
+        html=rendered.html,
+        plain=rendered.plain,
+    )
+
+
+def _load_tips(path: Path, problems: list[Problem]) -> tuple[str, tuple[str, ...]] | None:
+    post = _read(path, problems)
+    if post is None:
+        return None
+    meta: dict[str, Any] = dict(post.metadata)
+    before = len(problems)
+    if not _check_fields(path, meta, _TIP_FIELDS, set(), problems):
+        return None
+    kind = meta["for"]
+    if kind not in TIP_KINDS:
+        problems.append(Problem(path, f"for {kind!r} is not one of: {', '.join(TIP_KINDS)}"))
+    elif meta["id"] != f"tips-{kind}":
+        problems.append(Problem(path, f"id must be 'tips-{kind}'"))
+    if not _string_list(path, meta, "references", problems):
+        problems.append(Problem(path, "references must name at least one source"))
+    lines = [line.strip() for line in post.content.splitlines() if line.strip()]
+    items: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.startswith("- "):
+            problems.append(Problem(path, f"line {number} of the body is not a '- ' bullet"))
+            continue
+        rendered = render(line[2:])
+        problems.extend(Problem(path, f"tip {number} {p}") for p in rendered.problems)
+        if len(rendered.plain) > MAX_TIP_CHARS:
+            problems.append(Problem(path, f"tip {number} is over {MAX_TIP_CHARS} characters"))
+        items.append(rendered.html)
+    if not items:
+        problems.append(Problem(path, "has no tips"))
+    if len(problems) > before:
+        return None
+    return str(kind), tuple(items)
+
+
+# --- search -------------------------------------------------------------------------------
+
+_STOPWORDS = frozenset(
+    (
+        "a an and are as at be can do does for from how i if in is it my of on or should the "
+        "to what when which why with you your me about"
+    ).split()
+)
+
+
+def _words(text: str) -> list[str]:
+    folded = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
+    return [_stem(w) for w in _WORD.findall(folded) if w not in _STOPWORDS]
+
+
+def _stem(word: str) -> str:
+    """Fold the plural and -ing forms people type onto one key ("peels" ~ "peel")."""
+    for suffix in ("ing", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+@dataclass(frozen=True)
+class _SearchIndex:
+    by_id: dict[str, Snippet]
+    fields: dict[str, tuple[Counter[str], Counter[str], Counter[str]]]
+    idf: dict[str, float]
+
+
+def _build_index(snippets: tuple[Snippet, ...]) -> _SearchIndex:
+    fields = {
+        s.id: (
+            Counter(_words(s.title)),
+            Counter(_words(" ".join(s.keywords) + " " + s.topic)),
+            Counter(_words(s.plain)),
+        )
+        for s in snippets
+    }
+    document_frequency: Counter[str] = Counter()
+    for title, keywords, body in fields.values():
+        document_frequency.update(set(title) | set(keywords) | set(body))
+    total = max(len(snippets), 1)
+    idf = {w: math.log(1 + total / df) for w, df in document_frequency.items()}
+    return _SearchIndex({s.id: s for s in snippets}, fields, idf)
+
+
+def _search(index: _SearchIndex, query: str, limit: int) -> list[Snippet]:
+    terms = _words(query)
+    if not terms:
+        return []
+    scores: dict[str, float] = {}
+    for snippet_id, (title, keywords, body) in index.fields.items():
+        score = 0.0
+        for term in terms:
+            idf = index.idf.get(term)
+            if idf is None:
+                idf = _prefix_idf(index, term)
+                if idf is None:
+                    continue
+                hits = _prefix_hits(term, title, keywords, body)
+            else:
+                hits = 3.0 * title[term] + 2.0 * keywords[term] + min(body[term], 3)
+            score += idf * hits
+        if score > 0:
+            scores[snippet_id] = score
+    ranked = sorted(scores, key=lambda sid: (-scores[sid], index.by_id[sid].order))
+    return [index.by_id[sid] for sid in ranked[:limit]]
+
+
+def _prefix_idf(index: _SearchIndex, term: str) -> float | None:
+    """Let a typed prefix of three letters or more ("exfol") match whole words."""
+    if len(term) < 3:
+        return None
+    matches = [idf for word, idf in index.idf.items() if word.startswith(term)]
+    return max(matches) if matches else None
+
+
+def _prefix_hits(term: str, *fields: Counter[str]) -> float:
+    weights = (3.0, 2.0, 1.0)
+    return sum(
+        weight * min(sum(n for w, n in field.items() if w.startswith(term)), 3)
+        for weight, field in zip(weights, fields, strict=True)
+    )

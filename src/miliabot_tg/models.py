@@ -1,0 +1,82 @@
+"""Database tables. Every datetime is timezone-aware UTC, on SQLite as on PostgreSQL."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store aware datetimes as UTC; hand back aware UTC datetimes.
+
+    SQLite has no timezone type and returns naive values; without this, naive and
+    aware datetimes would mix and comparisons would raise at run time.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class UserStatus(StrEnum):
+    """Whether we may message a user."""
+
+    ACTIVE = "active"
+    BLOCKED = "blocked"  # Telegram said 403 or chat not found; their next /start reactivates.
+    DELETED = "deleted"  # the user asked us to forget them.
+
+
+class User(SQLModel, table=True):
+    """A Telegram user who has talked to the bot (private chats only)."""
+
+    __tablename__ = "users"
+
+    id: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    first_name: str = Field(default="", sa_type=String(128))
+    language_code: str | None = Field(default=None, sa_type=String(16))
+    timezone: str | None = Field(default=None, sa_type=String(64))
+    status: str = Field(default=UserStatus.ACTIVE.value, sa_type=String(16), index=True)
+    first_seen: datetime = Field(sa_type=UTCDateTime)
+    last_seen: datetime = Field(sa_type=UTCDateTime)
+
+
+class UserPreferences(SQLModel, table=True):
+    """Per-user choices that are not identity: quiet hours and a global pause."""
+
+    __tablename__ = "user_preferences"
+
+    user_id: int = Field(
+        sa_type=BigInteger,
+        sa_column_args=[ForeignKey("users.id", ondelete="CASCADE")],
+        primary_key=True,
+        sa_column_kwargs={"autoincrement": False},
+    )
+    quiet_start: str | None = Field(default=None, sa_type=String(5))
+    quiet_end: str | None = Field(default=None, sa_type=String(5))
+    reminders_paused: bool = Field(default=False)
+    updated_at: datetime = Field(sa_type=UTCDateTime)

@@ -1,0 +1,171 @@
+"""Every user-facing string and keyboard. Interpolated input is always HTML-escaped here."""
+
+from html import escape
+
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
+
+from miliabot_tg.content import Guide, Snippet
+
+MAX_MESSAGE = 4096
+MAX_CALLBACK_BYTES = 64
+# Queries are echoed back; a paragraph pasted into the chat is cut to a readable length.
+MAX_ECHOED_QUERY = 60
+
+DISCLAIMER = (
+    "ℹ️ <i>I give general education, not a diagnosis or treatment. "
+    "For anything that worries you, see a doctor or dermatologist.</i>"
+)
+
+COMMANDS = (
+    BotCommand("guide", "Short answers about milia"),
+    BotCommand("help", "What I can do"),
+    BotCommand("privacy", "What I store and why"),
+    BotCommand("forget", "Delete everything I store about you"),
+    BotCommand("start", "Welcome and overview"),
+)
+
+# Callback data. Snippet ids are at most 32 bytes, so every value fits in 64 bytes.
+CB_MENU = "guide:menu"
+CB_OPEN = "guide:open:"
+CB_FORGET_YES = "forget:yes"
+CB_FORGET_NO = "forget:no"
+
+
+def quote(text: str) -> str:
+    """Escape user text for echoing, shortened to one readable line."""
+    line = " ".join(text.split())
+    if len(line) > MAX_ECHOED_QUERY:
+        line = line[: MAX_ECHOED_QUERY - 1].rstrip() + "…"
+    return escape(line, quote=False)
+
+
+def welcome(first_name: str, *, returning: bool) -> str:
+    """Greet someone at /start."""
+    name = escape(first_name.strip()[:64], quote=False) if first_name.strip() else "there"
+    hello = f"Welcome back, {name}!" if returning else f"Hi {name}! 👋"
+    return (
+        f"{hello} I'm MiliaBot. I help you look after skin that gets <b>milia</b>, "
+        "the tiny, firm white bumps that often show up around the eyes and cheeks.\n\n"
+        "📖 /guide opens short, plain answers: what milia are, home care, sun protection, "
+        "gentle exfoliation, treatments and when to see a dermatologist.\n"
+        "🔎 Or just type what you want to know, like <i>baby milia</i> or <i>sunscreen</i>.\n\n"
+        f"{DISCLAIMER}"
+    )
+
+
+def help_text() -> str:
+    """List what the bot can do."""
+    return (
+        "<b>What I can do</b>\n\n"
+        "/guide: the milia guide, topic by topic\n"
+        "/guide <i>words</i>: search the guide, e.g. <code>/guide peel</code>\n"
+        "/privacy: what I store about you and why\n"
+        "/forget: delete everything I store about you\n"
+        "/start: the welcome message\n\n"
+        "You can also type a question in your own words and I'll find the closest topics.\n\n"
+        f"{DISCLAIMER}"
+    )
+
+
+def privacy_text() -> str:
+    """Say what is stored, accurately for what the bot does today."""
+    return (
+        "<b>Your privacy</b>\n\n"
+        "I store only what I need to talk to you:\n"
+        "• your Telegram user id, so I can reply;\n"
+        "• your first name and language setting, to greet you properly;\n"
+        "• when you first and last used the bot;\n"
+        "• whether I may message you (if you block me, I stop).\n\n"
+        "I don't keep the questions you type or the topics you read, and I never share "
+        "anything with anyone.\n\n"
+        "Send /forget to delete everything I store about you."
+    )
+
+
+def forget_question() -> tuple[str, InlineKeyboardMarkup]:
+    """Ask before deleting a user's data."""
+    keyboard = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton("Yes, delete my data", callback_data=CB_FORGET_YES),
+                InlineKeyboardButton("No, keep it", callback_data=CB_FORGET_NO),
+            ]
+        ]
+    )
+    return "Delete everything I store about you? This can't be undone.", keyboard
+
+
+FORGOTTEN = "Done: I've deleted what I stored about you. If you write again, I'll start afresh."
+NOT_FORGOTTEN = "Okay, nothing was deleted."
+
+
+def guide_menu(guide: Guide) -> tuple[str, InlineKeyboardMarkup]:
+    """Show every topic as a button, two to a row so titles stay readable on a phone."""
+    buttons = [
+        InlineKeyboardButton(snippet.title, callback_data=CB_OPEN + snippet.id)
+        for snippet in guide.snippets
+    ]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    text = (
+        "📖 <b>The milia guide</b>\n\n"
+        "Pick a topic, or type what you're looking for.\n\n"
+        f"{DISCLAIMER}"
+    )
+    return text, InlineKeyboardMarkup(rows)
+
+
+def snippet_view(guide: Guide, snippet: Snippet) -> tuple[str, InlineKeyboardMarkup]:
+    """Show one snippet with buttons to its related topics and back to the menu."""
+    rows = []
+    for related_id in snippet.related:
+        related = guide.get(related_id)
+        if related is not None:
+            rows.append(
+                [InlineKeyboardButton(f"➜ {related.title}", callback_data=CB_OPEN + related.id)]
+            )
+    rows.append([InlineKeyboardButton("« All topics", callback_data=CB_MENU)])
+    text = f"<b>{escape(snippet.title, quote=False)}</b>\n\n{snippet.html}"
+    return text, InlineKeyboardMarkup(rows)
+
+
+def search_results(query: str, found: list[Snippet]) -> tuple[str, InlineKeyboardMarkup]:
+    """Offer the best matches for a search as buttons."""
+    rows = [[InlineKeyboardButton(s.title, callback_data=CB_OPEN + s.id)] for s in found]
+    rows.append([InlineKeyboardButton("« All topics", callback_data=CB_MENU)])
+    return f"🔎 Topics about “{quote(query)}”:", InlineKeyboardMarkup(rows)
+
+
+def no_results(query: str, suggestions: list[Snippet]) -> tuple[str, InlineKeyboardMarkup]:
+    """Answer a search that found nothing with places to start instead of silence."""
+    rows = [[InlineKeyboardButton(s.title, callback_data=CB_OPEN + s.id)] for s in suggestions]
+    rows.append([InlineKeyboardButton("« All topics", callback_data=CB_MENU)])
+    text = (
+        f"I couldn't find anything about “{quote(query)}” in the guide. "
+        "Try other words, like <i>baby</i>, <i>exfoliation</i> or <i>sunscreen</i>, "
+        "or start with one of these:"
+    )
+    return text, InlineKeyboardMarkup(rows)
+
+
+def unknown_command(command: str) -> str:
+    """Answer a command the bot does not have."""
+    return (
+        f"I don't know the command {quote(command)}. "
+        "Try /guide for the milia guide or /help to see everything I can do."
+    )
+
+
+def group_notice(bot_username: str) -> str:
+    """Explain, once and briefly, that the bot works in private chats."""
+    return (
+        "Hi! I answer in private chats, so your skin questions stay between us. "
+        f"Message me at @{escape(bot_username, quote=False)}."
+    )
+
+
+NOT_TEXT = "I can only read text. Type a topic like <i>sunscreen</i>, or send /guide to browse."
+TOPIC_GONE = "That topic is no longer in the guide. Here is the current list:"
+SOMETHING_WENT_WRONG = (
+    "Sorry, something went wrong on my side. Please try again in a moment; "
+    "/guide and /help are always there."
+)
