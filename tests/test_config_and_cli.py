@@ -75,7 +75,8 @@ def test_run_without_a_token_exits_2_and_says_how_to_get_one(tmp_path: Path) -> 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "MILIABOT_TOKEN" in lines[0] and "@BotFather" in lines[0]
+    assert "MILIABOT_TOKEN" in lines[0]
+    assert "@BotFather" in lines[0]
     assert "make console" in lines[0]
 
 
@@ -112,7 +113,8 @@ def test_run_refuses_an_out_of_date_postgres_schema(tmp_path: Path, postgres_url
 
 def test_content_validate_prints_one_line_per_problem(tmp_path: Path) -> None:
     ok = _miliabot("content", "validate", env={}, cwd=tmp_path)
-    assert ok.returncode == 0 and "OK" in ok.stdout
+    assert ok.returncode == 0
+    assert "OK" in ok.stdout
     (tmp_path / "a.md").write_text("---\nid: a\ntitle: A\n---\nshort\n")
     bad = _miliabot("content", "validate", str(tmp_path), env={}, cwd=tmp_path)
     assert bad.returncode == 1
@@ -127,7 +129,12 @@ def test_redacting_formatter_hides_the_token_in_messages_and_tracebacks() -> Non
         raise RuntimeError(f"The token `{SECRET}` was rejected by the server.")
     except RuntimeError:
         record = logging.LogRecord(
-            "httpx", logging.INFO, __file__, 1, "POST https://x/bot%s/getMe", (SECRET,),
+            "httpx",
+            logging.INFO,
+            __file__,
+            1,
+            "POST https://x/bot%s/getMe",
+            (SECRET,),
             sys.exc_info(),
         )
     text = formatter.format(record)

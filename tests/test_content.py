@@ -7,7 +7,7 @@ from pathlib import Path
 import frontmatter
 import pytest
 
-from miliabot_tg.content import TIP_KINDS, Guide, ContentError, load_guide, validate
+from miliabot_tg.content import TIP_KINDS, ContentError, Guide, load_guide, validate
 from miliabot_tg.markup import render
 from miliabot_tg.paths import bundled_dir
 from miliabot_tg.texts import MAX_MESSAGE, snippet_view
@@ -53,7 +53,8 @@ def test_every_snippet_fits_one_telegram_message(guide: Guide) -> None:
         assert len(text) <= MAX_MESSAGE
         for row in keyboard.inline_keyboard:
             for button in row:
-                assert len((button.callback_data or "").encode()) <= 64  # type: ignore[arg-type]
+                assert isinstance(button.callback_data, str)
+                assert len(button.callback_data.encode()) <= 64
 
 
 def _eight_word_runs(text: str) -> set[tuple[str, ...]]:
@@ -88,7 +89,9 @@ def test_content_mentions_seed_remedies_only_to_warn_against_them(phrase: str) -
         body = frontmatter.load(str(path)).content.lower()
         for sentence in re.split(r"(?<=[.!?])\s", body):
             if phrase in sentence:
-                context = sentence + " " + body[max(0, body.find(sentence) - 80) : body.find(sentence)]
+                context = (
+                    sentence + " " + body[max(0, body.find(sentence) - 80) : body.find(sentence)]
+                )
                 assert negation.search(context), (path, sentence)
 
 

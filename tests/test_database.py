@@ -91,11 +91,13 @@ def test_touch_user_creates_then_updates_and_reactivates(engine: Engine) -> None
         user, new = repo.touch_user(
             session=session, user_id=2**40, first_name="Bo", language_code=None, now=T0
         )
-        assert new and user.status == UserStatus.ACTIVE
+        assert new
+        assert user.status == UserStatus.ACTIVE
         repo.mark_blocked(session=session, user_id=2**40)
     with new_session(engine) as session:
         blocked = repo.get_user(session=session, user_id=2**40)
-        assert blocked is not None and blocked.status == UserStatus.BLOCKED
+        assert blocked is not None
+        assert blocked.status == UserStatus.BLOCKED
         assert repo.count_users(session=session, status=UserStatus.BLOCKED) == 1
         later = T0 + timedelta(seconds=5)
         user, new = repo.touch_user(
@@ -106,7 +108,8 @@ def test_touch_user_creates_then_updates_and_reactivates(engine: Engine) -> None
         again = repo.get_user(session=session, user_id=2**40)
         assert again is not None
         assert (again.status, again.first_name, again.language_code) == ("active", "Bob", "de")
-        assert again.first_seen == T0 and again.last_seen == T0 + timedelta(seconds=5)
+        assert again.first_seen == T0
+        assert again.last_seen == T0 + timedelta(seconds=5)
 
 
 def test_last_seen_is_written_only_every_few_minutes(engine: Engine) -> None:
@@ -124,7 +127,8 @@ def test_last_seen_is_written_only_every_few_minutes(engine: Engine) -> None:
             now=T0 + timedelta(days=1, minutes=1),
         )
         user = repo.get_user(session=session, user_id=3)
-        assert user is not None and user.last_seen == T0 + timedelta(days=1)
+        assert user is not None
+        assert user.last_seen == T0 + timedelta(days=1)
 
 
 def test_forget_user_erases_personal_fields(engine: Engine) -> None:

@@ -123,7 +123,9 @@ def _load(folder: Path) -> tuple[Guide, list[Problem]]:
     for path in paths:
         claimed_id = _claimed_id(path)
         if claimed_id in claimed:
-            problems.append(Problem(path, f"id {claimed_id!r} is also used by {claimed[claimed_id].name}"))
+            problems.append(
+                Problem(path, f"id {claimed_id!r} is also used by {claimed[claimed_id].name}")
+            )
         elif claimed_id is not None:
             claimed[claimed_id] = path
     snippets: list[Snippet] = []
@@ -295,6 +297,8 @@ def _words(text: str) -> list[str]:
 
 def _stem(word: str) -> str:
     """Fold the plural and -ing forms people type onto one key ("peels" ~ "peel")."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
     for suffix in ("ing", "es", "s"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             return word[: -len(suffix)]

@@ -1,0 +1,237 @@
+"""The bot as people use it: the real Application over HTTP against the Bot API stand-in."""
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from miliabot_tg import repo
+from miliabot_tg.db import new_session
+from miliabot_tg.models import UserStatus
+from tests.harness import USER, Harness, running_bot
+
+
+@pytest.fixture
+async def bot(tmp_path: Path) -> AsyncIterator[Harness]:
+    async with running_bot(tmp_path, admin_ids=frozenset({42})) as harness:
+        yield harness
+        assert harness.failures() == [], "the bot sent something Telegram would refuse"
+
+
+async def test_start_welcomes_and_says_it_is_not_medical_advice(bot: Harness) -> None:
+    (reply,) = await bot.say("/start", first_name="Zoë <3")
+    assert reply.plain.startswith("Hi Zoë <3! 👋 I'm MiliaBot.")
+    assert "/guide" in reply.plain
+    assert "general education, not a diagnosis or treatment" in reply.plain
+    assert reply.parse_mode == "HTML"
+
+
+async def test_start_greets_a_returning_user(bot: Harness) -> None:
+    await bot.say("/start")
+    bot.clock.advance(timedelta(days=3))
+    (reply,) = await bot.say("/start")
+    assert reply.plain.startswith("Welcome back, Ann!")
+
+
+async def test_users_are_remembered_in_the_database(bot: Harness) -> None:
+    await bot.say("hello", first_name="Ann", language_code="pt-BR")
+    with new_session(bot.engine) as session:
+        user = repo.get_user(session=session, user_id=USER)
+    assert user is not None
+    assert (user.first_name, user.language_code, user.status) == ("Ann", "pt-BR", "active")
+    assert user.first_seen == bot.clock.now
+
+
+async def test_command_menu_is_published_at_start_up(bot: Harness) -> None:
+    names = [name for name, _ in bot.standin.commands]
+    assert names == ["guide", "help", "privacy", "forget", "start"]
+
+
+async def test_guide_menu_offers_every_topic_as_a_button(bot: Harness) -> None:
+    (menu,) = await bot.say("/guide")
+    labels = [label for row in menu.buttons for label, _ in row]
+    assert labels == [s.title for s in bot.guide.snippets]
+    assert all(len(row) <= 2 for row in menu.buttons)
+    assert all(len(data.encode()) <= 64 for data in menu.callback_data())
+    assert "not a diagnosis or treatment" in menu.plain
+
+
+async def test_topic_opens_in_place_with_related_topics_and_a_way_back(bot: Harness) -> None:
+    (menu,) = await bot.say("/guide")
+    shown = await bot.press("What milia are")
+    assert shown.message_id == menu.message_id, "the menu should be edited, not a new message"
+    assert len(bot.standin.chat(USER)) == 1
+    assert shown.plain.startswith("What milia are\n\nMilia are tiny")
+    snippet = bot.guide.get("what-milia-are")
+    assert snippet is not None
+    related_titles = [bot.guide.get(r).title for r in snippet.related]  # type: ignore[union-attr]
+    labels = [label for row in shown.buttons for label, _ in row]
+    assert labels == [f"➜ {t}" for t in related_titles] + ["« All topics"]
+
+    related = await bot.press(f"➜ {related_titles[0]}")
+    assert related.plain.startswith(related_titles[0])
+    back = await bot.press("« All topics")
+    assert back.plain.startswith("📖 The milia guide")
+    assert back.edits == 3
+    assert [c.ok for c in bot.standin.calls_to("answerCallbackQuery")] == [True] * 3
+
+
+async def test_pressing_the_same_topic_twice_changes_nothing_and_fails_nothing(
+    bot: Harness,
+) -> None:
+    (menu,) = await bot.say("/guide")
+    # A double tap: both presses leave the phone before the first edit arrives.
+    first = bot.standin.press_button(USER, menu.message_id, "guide:open:sun-protection")
+    second = bot.standin.press_button(USER, menu.message_id, "guide:open:sun-protection")
+    await bot.handled(first)
+    await bot.handled(second)
+    shown = bot.standin.last(USER)
+    assert shown is not None
+    assert shown.edits == 1
+    assert shown.plain.startswith("Daily sunscreen")
+    assert len(bot.standin.calls_to("answerCallbackQuery")) == 2
+    bot.allow_failures(
+        "Bad Request: message is not modified: specified new message content and reply markup "
+        "are exactly the same as a current content and reply markup of the message"
+    )
+
+
+async def test_guide_with_words_offers_the_best_matches(bot: Harness) -> None:
+    (reply,) = await bot.say("/guide sunscreen")
+    assert reply.plain.startswith("🔎 Topics about “sunscreen”")
+    labels = [label for row in reply.buttons for label, _ in row]
+    assert labels[0] == "Daily sunscreen"
+    assert labels[-1] == "« All topics"
+    opened = await bot.press("Daily sunscreen")
+    assert opened.plain.startswith("Daily sunscreen")
+
+
+async def test_plain_text_is_a_guide_search(bot: Harness) -> None:
+    (reply,) = await bot.say("my newborn has white spots")
+    labels = [label for row in reply.buttons for label, _ in row]
+    assert "Milia in babies" in labels[:3]
+
+
+async def test_a_search_without_matches_suggests_topics_instead_of_silence(bot: Harness) -> None:
+    (reply,) = await bot.say("/guide quantum chromodynamics")
+    assert "couldn't find anything about “quantum chromodynamics”" in reply.plain
+    labels = [label for row in reply.buttons for label, _ in row]
+    assert labels[:4] == [s.title for s in bot.guide.snippets[:4]]
+
+
+async def test_user_text_is_escaped_and_shortened_when_echoed(bot: Harness) -> None:
+    (reply,) = await bot.say("<b>zzz</b> & <script>" + " more" * 40)
+    assert reply.text is not None
+    assert "&lt;b&gt;zzz&lt;/b&gt; &amp; &lt;script&gt;" in reply.text
+    assert "…”" in reply.plain
+    assert len(reply.plain) < 400
+
+
+async def test_help_and_privacy_answer(bot: Harness) -> None:
+    (help_reply,) = await bot.say("/help")
+    assert "/guide" in help_reply.plain
+    assert "not a diagnosis" in help_reply.plain
+    (privacy,) = await bot.say("/privacy")
+    assert "Telegram user id" in privacy.plain
+    assert "/forget" in privacy.plain
+
+
+async def test_unknown_commands_get_a_friendly_answer(bot: Harness) -> None:
+    (reply,) = await bot.say("/frobnicate now")
+    assert reply.plain.startswith("I don't know the command /frobnicate.")
+    assert "/help" in reply.plain
+
+
+async def test_non_text_messages_get_a_pointer(bot: Harness) -> None:
+    await bot.handled(bot.standin.send_location(52.52, 13.40))
+    last = bot.standin.last(USER)
+    assert last is not None
+    assert last.plain.startswith("I can only read text.")
+
+
+async def test_forget_erases_the_user_after_confirmation(bot: Harness) -> None:
+    await bot.say("/start")
+    (question,) = await bot.say("/forget")
+    assert "Delete everything" in question.plain
+    kept = await bot.press("No, keep it")
+    assert kept.plain == "Okay, nothing was deleted."
+    with new_session(bot.engine) as session:
+        assert repo.get_user(session=session, user_id=USER).status == "active"  # type: ignore[union-attr]
+    await bot.say("/forget")
+    done = await bot.press("Yes, delete my data")
+    assert done.plain.startswith("Done: I've deleted")
+    assert done.buttons == []
+    with new_session(bot.engine) as session:
+        user = repo.get_user(session=session, user_id=USER)
+    assert user is not None
+    assert (user.status, user.first_name) == ("deleted", "")
+
+
+async def test_groups_get_a_short_pointer_to_the_private_chat(bot: Harness) -> None:
+    group = -1001234
+    replies = await bot.say("/guide@miliabot_test_bot", chat_id=group, chat_type="supergroup")
+    assert len(replies) == 1
+    assert "private chats" in replies[0].plain
+    assert "@miliabot_test_bot" in replies[0].plain
+    assert await bot.say("chatting about milia", chat_id=group, chat_type="supergroup") == []
+    with new_session(bot.engine) as session:
+        assert repo.get_user(session=session, user_id=USER) is None
+
+
+async def test_channel_commands_get_the_pointer_too(bot: Harness) -> None:
+    replies = await bot.say("/start", chat_id=-100777, chat_type="channel")
+    assert len(replies) == 1
+    assert "private chats" in replies[0].plain
+
+
+async def test_a_failure_reaches_the_user_as_an_apology_and_the_operator_as_a_note(
+    bot: Harness,
+) -> None:
+    bot.standin.fail_next("sendMessage", status=400, description="Bad Request: something odd")
+    await bot.say("/help")
+    (apology,) = [m for m in bot.standin.chat(USER) if m.plain.startswith("Sorry")]
+    assert "try again" in apology.plain
+    (note,) = bot.standin.chat(42)
+    assert "BadRequest" in note.plain
+    assert "something odd" in note.plain.lower()
+    bot.allow_failures("Bad Request: something odd")
+
+
+async def test_a_message_too_old_to_edit_is_answered_with_a_new_one(bot: Harness) -> None:
+    await bot.say("/guide")
+    bot.standin.fail_next(
+        "editMessageText", status=400, description="Bad Request: message can't be edited"
+    )
+    await bot.press("Milia in babies")
+    messages = bot.standin.chat(USER)
+    assert len(messages) == 2
+    assert messages[1].plain.startswith("Milia in babies")
+    bot.allow_failures("Bad Request: message can't be edited")
+
+
+async def test_a_user_who_blocks_the_bot_mid_conversation_is_marked_until_they_return(
+    bot: Harness,
+) -> None:
+    await bot.say("/start")
+    update_id = bot.standin.send_message("/help")
+    bot.standin.block(USER)  # they block the bot before its answer arrives
+    await bot.handled(update_id)
+    with new_session(bot.engine) as session:
+        assert repo.get_user(session=session, user_id=USER).status == "blocked"  # type: ignore[union-attr]
+    assert bot.standin.chat(42) == [], "a blocked user is not an error to page anyone about"
+    (reply,) = await bot.say("/start")  # writing again unblocks the chat on Telegram
+    assert "MiliaBot" in reply.plain
+    with new_session(bot.engine) as session:
+        assert repo.get_user(session=session, user_id=USER).status == "active"  # type: ignore[union-attr]
+    bot.allow_failures("Forbidden: bot was blocked by the user")
+
+
+@pytest.mark.postgres
+async def test_the_bot_runs_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    async with running_bot(tmp_path, database_url=postgres_url) as harness:
+        (reply,) = await harness.say("/start")
+        assert "MiliaBot" in reply.plain
+        with new_session(harness.engine) as session:
+            assert repo.count_users(session=session, status=UserStatus.ACTIVE) == 1
+        assert harness.failures() == []
