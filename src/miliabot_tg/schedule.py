@@ -14,8 +14,11 @@ Daylight saving policy (wall-clock semantics in the user's zone):
   local, so its UTC instant moves by an hour).
 
 Weekly rules are searched with APScheduler 3's ``CronTrigger`` (one trigger per time of
-day); its raw answers at the DST edges are corrected by :func:`_resolve_wall`, see
-there.  Every-N-days rules step calendar dates from their anchor date.
+day) used as a wall-clock calendar, and :func:`_resolve_wall` turns each wall time into an
+instant under the policy above (see :func:`_cron_stream` for why the trigger does not run
+in the user's zone itself).  Every-N-days rules step calendar dates from their anchor date
+(APScheduler's ``CalendarIntervalTrigger`` skips a day whose time falls in a spring-forward
+gap, and can only start from its start date, so it is not used).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import heapq
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import Final, Literal, TypeAlias
 
@@ -56,8 +59,6 @@ __all__ = [
     "snooze_until",
     "times_per_week",
 ]
-
-UTC: Final = timezone.utc
 
 Kind: TypeAlias = Literal["sunscreen", "moisturize", "exfoliate", "custom"]
 
@@ -370,19 +371,19 @@ def _parse_days(text: str, today: date) -> Days:
 
 
 def _split_trailing_days(label: str, today: date) -> tuple[str, Days | None]:
-    """``sunscreen daily`` → (``sunscreen``, DAILY): days written before the time."""
-    words = label.split()
-    for n in range(min(len(words) - 1, 7), 0, -1):
+    """``sunscreen daily`` → (``sunscreen``, DAILY): days written before the time.
+
+    A label that is nothing but days (``daily 08:30``) comes back empty: a missing label.
+    """
+    words = list(re.finditer(r"\S+", label))
+    for n in range(min(len(words), 7), 0, -1):
+        cut = words[-n].start()
         try:
-            days = _parse_days(" ".join(words[-n:]), today)
+            days = _parse_days(label[cut:], today)
         except ParseError:
             continue
-        # Cut the original text (not the re-joined words) so the label stays as typed.
-        cut = label
-        for _ in range(n):
-            cut = cut.rstrip()
-            cut = cut[: len(cut) - len(cut.split()[-1])]
-        return cut.rstrip(" ,"), days
+        # Cut the original text so the label stays as typed.
+        return label[:cut].rstrip(" ,"), days
     return label, None
 
 
@@ -409,10 +410,13 @@ def parse_remind(text: str, *, today: date) -> ReminderSpec:
             break
         tokens.append(m.group())
         end = m.end()
-        pos = _TIME_SEP.match(s, end).end()  # type: ignore[union-attr]  # always matches
+        sep = _TIME_SEP.match(s, end)
+        pos = sep.end() if sep is not None else end
     times = sorted({_parse_clock(t) for t in tokens})
     if len(times) > MAX_TIMES:
-        raise ParseError(f"That's more than {MAX_TIMES} times a day; please pick up to {MAX_TIMES}.")
+        raise ParseError(
+            f"That's more than {MAX_TIMES} times a day; please pick up to {MAX_TIMES}."
+        )
 
     rest = s[end:]
     later_time = _TIME_TOKEN.search(rest)
@@ -420,7 +424,7 @@ def parse_remind(text: str, *, today: date) -> ReminderSpec:
         raise ParseError("Please put all the times together, like “08:00,21:30”.")
 
     label = s[: first.start()].strip()
-    label = re.sub(r"(?:\s+at|\s*@)$", "", label, flags=re.IGNORECASE).strip(" ,")
+    label = re.sub(r"(?:(?:^|\s+)at|\s*@)$", "", label, flags=re.IGNORECASE).strip(" ,")
     days: Days | None = None
     if rest.strip(" ,;"):
         days = _parse_days(rest, today)
@@ -429,9 +433,7 @@ def parse_remind(text: str, *, today: date) -> ReminderSpec:
     if not label:
         raise ParseError("Start with what to remind you about, like “sunscreen 08:30”.")
     if len(label) > MAX_LABEL_LENGTH:
-        raise ParseError(
-            f"That name is too long; please keep it to {MAX_LABEL_LENGTH} characters."
-        )
+        raise ParseError(f"That name is too long; please keep it to {MAX_LABEL_LENGTH} characters.")
     kind: Kind = _KIND_ALIASES.get(" ".join(label.lower().split()), "custom")
     return ReminderSpec(kind=kind, label=label, rule=Rule(tuple(times), days or DAILY))
 
@@ -449,9 +451,9 @@ def _resolve_wall(wall: datetime, tz: tzinfo) -> datetime:
 
     Existing and repeated times resolve to their first occurrence (``fold=0``).  A time
     that falls into a spring-forward gap resolves to the end of the gap, the first valid
-    instant after it.  (APScheduler's CronTrigger hands such a time back as a ``fold=0``
-    datetime, which Python maps with the pre-transition offset: 02:30 Berlin becomes
-    01:30 UTC = 03:30 CEST, half an hour late.  Hence this function.)
+    instant after it (02:30 Berlin on 2026-03-29 → 03:00 CEST).  Plain
+    ``wall.replace(tzinfo=tz)`` would map it with the pre-transition offset instead
+    (→ 03:30 CEST), which is what APScheduler's CronTrigger does.
     """
     first = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
     if first.astimezone(tz).replace(tzinfo=None) == wall:
@@ -473,38 +475,55 @@ def _resolve_wall(wall: datetime, tz: tzinfo) -> datetime:
     return hi
 
 
-@lru_cache(maxsize=2048)
-def _cron_trigger(t: time, day_of_week: str, tz: tzinfo) -> CronTrigger:
+@lru_cache(maxsize=1024)
+def _wall_clock_trigger(t: time, day_of_week: str) -> CronTrigger:
+    """A CronTrigger that matches wall-clock times: it runs in UTC, where nothing shifts.
+
+    Its datetimes are read as naive local wall times of the user's zone.
+    """
     return CronTrigger(
-        day_of_week=day_of_week, hour=t.hour, minute=t.minute, second=0, timezone=tz
+        day_of_week=day_of_week, hour=t.hour, minute=t.minute, second=0, timezone=UTC
     )
 
 
 def _cron_stream(t: time, day_of_week: str, tz: tzinfo, after: datetime) -> Iterator[datetime]:
-    """Occurrences of one time of day under a CronTrigger, strictly after ``after`` (UTC)."""
-    trigger = _cron_trigger(t, day_of_week, tz)
-    probe = after
+    """Occurrences of one time of day under a CronTrigger, strictly after ``after`` (UTC).
+
+    Why not simply ``CronTrigger(timezone=tz)``: APScheduler 3.11.3 in a DST zone (a) hands
+    back nonexistent spring-forward times mapped with the old offset (02:30 Berlin → 03:30
+    CEST), (b) fires a repeated fall-back time twice (fold=0, then fold=1), and (c) skips
+    the first hour after midnight on the day after a spring-forward (it adds wall-clock
+    differences as elapsed time; agronholm/apscheduler#606), e.g. a daily 00:00 job jumps
+    from Sunday to Tuesday.  So the trigger only walks the calendar, and
+    :func:`_resolve_wall` applies the DST policy.
+    """
+    trigger = _wall_clock_trigger(t, day_of_week)
+    # Every wall time before the local wall time of ``after`` resolves to an instant at or
+    # before ``after``; later ones may too (inside a repeated hour), hence the check below.
+    wall = after.astimezone(tz).replace(tzinfo=None, fold=0)
     last = after
     while True:
-        fire: datetime | None = trigger.get_next_fire_time(None, probe + timedelta(microseconds=1))
+        fire: datetime | None = trigger.get_next_fire_time(
+            None, wall.replace(tzinfo=UTC) + timedelta(microseconds=1)
+        )
         if fire is None:  # pragma: no cover - no end_date is ever set
             return
-        fire_utc = fire.astimezone(UTC)
-        if fire_utc <= probe:  # pragma: no cover - defensive: never seen with 3.11.3
-            raise RuntimeError(f"CronTrigger went backwards: {fire!r} after {probe!r}")
-        # Fix-ups: a nonexistent time moves to the end of the gap; the fold=1 repeat of an
-        # ambiguous time resolves to the fold=0 instant already yielded, so it is dropped.
-        instant = _resolve_wall(fire.replace(tzinfo=None, fold=0), tz)
+        wall = fire.replace(tzinfo=None)
+        instant = _resolve_wall(wall, tz)
+        # A fall-back repeat or two walls in one spring gap resolve to an instant already
+        # yielded: drop them.
         if instant > last:
             yield instant
             last = instant
-        probe = fire_utc
 
 
-def _every_n_stream(rule: Rule, days: EveryNDays, tz: tzinfo, after: datetime) -> Iterator[datetime]:
+def _every_n_stream(
+    rule: Rule, days: EveryNDays, tz: tzinfo, after: datetime
+) -> Iterator[datetime]:
     """Occurrences of an every-N-days rule strictly after ``after``, by calendar-date steps."""
-    # Start one day early: a wall time on the previous local date can still lie after
-    # ``after`` only across extreme offset changes, but the check below is cheap.
+    # Start one local date early: around a fall-back at midnight the local date of
+    # ``after`` can be a day behind a wall time that is still ahead of it.  The
+    # ``instant > last`` check drops whatever is too early.
     start = after.astimezone(tz).date() - timedelta(days=1)
     if start <= days.anchor:
         current = days.anchor
@@ -553,6 +572,7 @@ def occurrences_between(
 
     The earliest ``limit`` are returned; ``len(result) == limit`` means there may be more.
     """
+    _require_aware("start", start)
     _require_aware("end", end)
     if limit < 1:
         raise ValueError("limit must be at least 1")
@@ -669,9 +689,7 @@ def defer_out_of_quiet(when: datetime, quiet: QuietHours | None, tz: tzinfo) -> 
     return repeat if repeat > when_utc else when
 
 
-def snooze_until(
-    now: datetime, minutes: int, quiet: QuietHours | None, tz: tzinfo
-) -> datetime:
+def snooze_until(now: datetime, minutes: int, quiet: QuietHours | None, tz: tzinfo) -> datetime:
     """``now`` plus ``minutes`` of real elapsed time, then moved out of quiet hours (UTC)."""
     _require_aware("now", now)
     if not 1 <= minutes <= MAX_SNOOZE_MINUTES:

@@ -1,0 +1,111 @@
+"""What Docker would run, checked without a Docker engine: the compose file and the wheel."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from miliabot_tg.cli import _parser
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_compose_file_runs_migrate_once_then_the_bot_on_postgres() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "migrate", "bot"}
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["bot"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    for name in ("migrate", "bot"):
+        service = services[name]
+        assert service["environment"]["MILIABOT_DATABASE_URL"].startswith("postgresql://")
+        # Each command must be one the image's entrypoint understands.
+        _parser().parse_args(service["command"])
+    assert "MILIABOT_TOKEN" in services["bot"]["environment"]
+
+
+def test_dockerfile_entrypoint_is_the_miliabot_command() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    assert 'ENTRYPOINT ["miliabot"]' in lines
+    assert 'CMD ["run"]' in lines
+
+
+@pytest.fixture(scope="module")
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the wheel as the Dockerfile does and unpack it into a bare folder."""
+    wheels = tmp_path_factory.mktemp("wheels")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(wheels),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=300,
+    )
+    target = tmp_path_factory.mktemp("site")
+    (wheel,) = wheels.glob("*.whl")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
+    return target
+
+
+def _from_wheel(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MILIABOT_")}
+    env["PYTHONPATH"] = str(site)  # ahead of the editable install in the venv
+    return subprocess.run(
+        [sys.executable, "-m", "miliabot_tg", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_installed_wheel_carries_its_content_and_migrations(
+    installed_wheel: Path, tmp_path: Path
+) -> None:
+    package = installed_wheel / "miliabot_tg"
+    assert (package / "content" / "what-milia-are.md").is_file()
+    assert (package / "migrations" / "env.py").is_file()
+    validated = _from_wheel(installed_wheel, "content", "validate", cwd=tmp_path)
+    assert validated.returncode == 0, validated.stderr
+    assert str(package / "content") in validated.stdout
+
+
+def test_the_installed_wheel_migrates_and_refuses_to_run_without_a_token(
+    installed_wheel: Path, tmp_path: Path
+) -> None:
+    migrated = _from_wheel(installed_wheel, "migrate", cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    assert (tmp_path / "data" / "miliabot.sqlite3").is_file()
+    run = _from_wheel(installed_wheel, "run", cwd=tmp_path)
+    assert run.returncode == 2
+    assert "MILIABOT_TOKEN is not set" in run.stderr
