@@ -7,8 +7,9 @@ from pathlib import Path
 import frontmatter
 import pytest
 
+from miliabot_tg import content
 from miliabot_tg.content import TIP_KINDS, ContentError, Guide, load_guide, validate
-from miliabot_tg.markup import render
+from miliabot_tg.markup import Rendered, render
 from miliabot_tg.paths import bundled_dir
 from miliabot_tg.texts import MAX_MESSAGE, snippet_view
 
@@ -166,6 +167,18 @@ def test_validator_reports_markup_telegram_cannot_show(broken: Path) -> None:
     assert "home-care.md: body uses a heading (the bot prints the title itself)" in problems
     assert "home-care.md: body uses raw HTML" in problems
     assert "home-care.md: body uses a numbered list (use '- ' bullets)" in problems
+
+
+def test_validator_reports_html_telegram_would_refuse(
+    broken: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sloppy = Rendered(html="<blink>hi</blink> " + "word " * 100, plain="word " * 100, problems=())
+    monkeypatch.setattr(content, "render", lambda _markdown: sloppy)
+    problems = _problems(broken)
+    assert (
+        'home-care.md: body would be refused by Telegram: Unsupported start tag "blink" '
+        "at byte offset 0"
+    ) in problems
 
 
 def test_validator_reports_a_snippet_over_the_length_limit(broken: Path) -> None:

@@ -15,6 +15,7 @@ import frontmatter
 import yaml
 
 from miliabot_tg.markup import render
+from miliabot_tg.telegram_html import EntityParseError, parse_html
 
 TOPICS = (
     "basics",
@@ -224,6 +225,7 @@ def _load_snippet(path: Path, problems: list[Problem]) -> Snippet | None:
         problems.append(Problem(path, "reviewed must be a date like 2026-11-26"))
     rendered = render(post.content)
     problems.extend(Problem(path, f"body {p}") for p in rendered.problems)
+    problems.extend(Problem(path, f"body {p}") for p in _telegram_refusals(rendered.html))
     words = len(rendered.plain.split())
     if not MIN_WORDS <= words <= MAX_WORDS:
         problems.append(Problem(path, f"body has {words} words; keep it {MIN_WORDS}-{MAX_WORDS}"))
@@ -245,6 +247,15 @@ def _load_snippet(path: Path, problems: list[Problem]) -> Snippet | None:
         html=rendered.html,
         plain=rendered.plain,
     )
+
+
+def _telegram_refusals(html: str) -> list[str]:
+    """Check rendered HTML the way Telegram will, in case the renderer ever slips."""
+    try:
+        parse_html(html)
+    except EntityParseError as exc:
+        return [f"would be refused by Telegram: {exc}"]
+    return []
 
 
 def _load_tips(path: Path, problems: list[Problem]) -> tuple[str, tuple[str, ...]] | None:
@@ -270,6 +281,9 @@ def _load_tips(path: Path, problems: list[Problem]) -> tuple[str, tuple[str, ...
             continue
         rendered = render(line[2:])
         problems.extend(Problem(path, f"tip {number} {p}") for p in rendered.problems)
+        problems.extend(
+            Problem(path, f"tip {number} {p}") for p in _telegram_refusals(rendered.html)
+        )
         if len(rendered.plain) > MAX_TIP_CHARS:
             problems.append(Problem(path, f"tip {number} is over {MAX_TIP_CHARS} characters"))
         items.append(rendered.html)
