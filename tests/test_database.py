@@ -93,7 +93,7 @@ def test_touch_user_creates_then_updates_and_reactivates(engine: Engine) -> None
         )
         assert new
         assert user.status == UserStatus.ACTIVE
-        repo.mark_blocked(session=session, user_id=2**40)
+        repo.mark_blocked(session=session, user_id=2**40, now=T0)
     with new_session(engine) as session:
         blocked = repo.get_user(session=session, user_id=2**40)
         assert blocked is not None

@@ -45,6 +45,8 @@ class Deps:
     engine: Engine
     guide: Guide
     clock: Callable[[], datetime]
+    # Tell the reminder dispatcher that something may now be due at this time.
+    wake: Callable[[datetime], None] = lambda _when: None
 
 
 class Handlers:
@@ -88,6 +90,7 @@ class Handlers:
                 first_name=user.first_name,
                 language_code=user.language_code,
                 now=self.deps.clock(),
+                default_key=self.deps.settings.default_tz,
             )
 
     async def start(self, update: Update, context: Context) -> None:
@@ -196,7 +199,7 @@ class Handlers:
             # The user blocked the bot while we were answering: stop writing to them.
             log.info("user %s has blocked the bot", user.id)
             with new_session(self.deps.engine) as session:
-                repo.mark_blocked(session=session, user_id=user.id)
+                repo.mark_blocked(session=session, user_id=user.id, now=self.deps.clock())
             return
         log.error("error while handling an update", exc_info=context.error)
         if isinstance(update, Update):

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, String
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -80,3 +80,76 @@ class UserPreferences(SQLModel, table=True):
     quiet_end: str | None = Field(default=None, sa_type=String(5))
     reminders_paused: bool = Field(default=False)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ReminderKind(StrEnum):
+    """What a reminder is for; custom ones carry the user's own label."""
+
+    SUNSCREEN = "sunscreen"
+    MOISTURIZE = "moisturize"
+    EXFOLIATE = "exfoliate"
+    CUSTOM = "custom"
+
+
+class Reminder(SQLModel, table=True):
+    """One recurring reminder: a rule in the user's local time and its next occurrence.
+
+    `next_due_at` is NULL exactly when nothing should fire: the reminder or all of the
+    user's reminders are paused, or the user blocked the bot. The dispatcher looks only
+    at this indexed column, so a million stored reminders cost nothing at start-up.
+    """
+
+    __tablename__ = "reminders"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(
+        sa_type=BigInteger,
+        sa_column_args=[ForeignKey("users.id", ondelete="CASCADE")],
+        index=True,
+    )
+    kind: str = Field(sa_type=String(16))
+    label: str = Field(sa_type=String(64))
+    rule: str = Field(sa_type=String(200))
+    paused: bool = Field(default=False)
+    next_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class OccurrenceStatus(StrEnum):
+    """Where one occurrence of a reminder stands."""
+
+    PENDING = "pending"  # due at due_at, not sent yet
+    SENDING = "sending"  # claimed by a dispatcher; the claim expires after a lease
+    SENT = "sent"  # Telegram accepted it; waiting for the user
+    SNOOZED = "snoozed"  # the user asked again later; a follow-up is due at due_at
+    DONE = "done"
+    SKIPPED = "skipped"
+    MISSED = "missed"  # not sent: the bot was down for longer than the grace window
+    FAILED = "failed"  # Telegram refused for good (blocked, chat gone, retries used up)
+
+
+class Occurrence(SQLModel, table=True):
+    """One firing of a reminder, unique per (reminder, scheduled time), and its outcome."""
+
+    __tablename__ = "occurrences"
+    __table_args__ = (
+        UniqueConstraint("reminder_id", "scheduled_for", name="uq_occurrences_reminder_time"),
+        Index("ix_occurrences_status_due_at", "status", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    reminder_id: int = Field(sa_column_args=[ForeignKey("reminders.id", ondelete="CASCADE")])
+    user_id: int = Field(sa_type=BigInteger, index=True)
+    scheduled_for: datetime = Field(sa_type=UTCDateTime)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(default=OccurrenceStatus.PENDING.value, sa_type=String(16))
+    late: bool = Field(default=False)
+    snoozes: int = Field(default=0)
+    attempts: int = Field(default=0)
+    claimed_by: str | None = Field(default=None, sa_type=String(64))
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    message_id: int | None = Field(default=None, sa_type=BigInteger)
+    outcome_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    error: str | None = Field(default=None, sa_type=String(200))

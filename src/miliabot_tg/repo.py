@@ -1,10 +1,22 @@
 """Database queries, each a keyword-only function taking the session it works in."""
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
-from sqlmodel import Session, col, delete, func, select
+from sqlmodel import Session, col, delete, func, select, update
 
-from miliabot_tg.models import User, UserPreferences, UserStatus
+from miliabot_tg.models import (
+    Occurrence,
+    OccurrenceStatus,
+    Reminder,
+    User,
+    UserPreferences,
+    UserStatus,
+)
+from miliabot_tg.schedule import QuietHours, ReminderSpec, Rule, next_occurrence
+from miliabot_tg.timezones import zone_from_key
+
+# Occurrences a dispatcher may pick up once due.
+CLAIMABLE = (OccurrenceStatus.PENDING.value, OccurrenceStatus.SNOOZED.value)
 
 # Writing last_seen on every update would make each message a database write.
 LAST_SEEN_RESOLUTION = timedelta(minutes=5)
@@ -22,6 +34,7 @@ def touch_user(
     first_name: str,
     language_code: str | None,
     now: datetime,
+    default_key: str = "UTC",
 ) -> tuple[User, bool]:
     """Record that a user wrote to us; return the user and whether they are new.
 
@@ -47,26 +60,50 @@ def touch_user(
         or now - user.last_seen >= LAST_SEEN_RESOLUTION
     )
     if changed:
+        returning = user.status != UserStatus.ACTIVE
         user.status = UserStatus.ACTIVE
         user.first_name = first_name
         user.language_code = language_code
         user.last_seen = now
         session.add(user)
+        if returning:
+            # Reminders stopped while we could not reach them start again from now.
+            _reschedule_all(session, user, now, default_key)
         session.commit()
     return user, False
 
 
-def mark_blocked(*, session: Session, user_id: int) -> None:
+def mark_blocked(*, session: Session, user_id: int, now: datetime) -> None:
     """Stop messaging a user who blocked the bot or whose chat is gone."""
     user = session.get(User, user_id)
-    if user is not None and user.status == UserStatus.ACTIVE:
-        user.status = UserStatus.BLOCKED
-        session.add(user)
-        session.commit()
+    if user is None or user.status != UserStatus.ACTIVE:
+        return
+    user.status = UserStatus.BLOCKED
+    session.add(user)
+    _silence_reminders(session, user_id, now, error="user blocked the bot")
+    session.commit()
+
+
+def _silence_reminders(session: Session, user_id: int, now: datetime, *, error: str) -> None:
+    session.exec(
+        update(Reminder)
+        .where(col(Reminder.user_id) == user_id)
+        .values(next_due_at=None, updated_at=now)
+    )
+    session.exec(
+        update(Occurrence)
+        .where(
+            col(Occurrence.user_id) == user_id,
+            col(Occurrence.status).in_(CLAIMABLE),
+        )
+        .values(status=OccurrenceStatus.FAILED.value, outcome_at=now, error=error)
+    )
 
 
 def forget_user(*, session: Session, user_id: int) -> None:
     """Erase a user's personal data, keeping only the id and the fact they left."""
+    session.exec(delete(Occurrence).where(col(Occurrence.user_id) == user_id))
+    session.exec(delete(Reminder).where(col(Reminder.user_id) == user_id))
     session.exec(delete(UserPreferences).where(col(UserPreferences.user_id) == user_id))
     user = session.get(User, user_id)
     if user is not None:
@@ -84,3 +121,250 @@ def count_users(*, session: Session, status: UserStatus | None = None) -> int:
     if status is not None:
         query = query.where(col(User.status) == status.value)
     return session.exec(query).one()
+
+
+# --- timezone, quiet hours and the global pause --------------------------------------------
+
+
+def user_zone(user: User | None, default_key: str) -> tzinfo:
+    """Return the user's timezone, or the configured default when they set none."""
+    return zone_from_key(user.timezone if user is not None and user.timezone else default_key)
+
+
+def get_preferences(*, session: Session, user_id: int) -> UserPreferences | None:
+    """Return the user's preferences row, if they changed anything."""
+    return session.get(UserPreferences, user_id)
+
+
+def _preferences(session: Session, user_id: int, now: datetime) -> UserPreferences:
+    prefs = session.get(UserPreferences, user_id)
+    if prefs is None:
+        prefs = UserPreferences(user_id=user_id, updated_at=now)
+    prefs.updated_at = now
+    return prefs
+
+
+def quiet_hours(prefs: UserPreferences | None) -> QuietHours | None:
+    """Return the user's quiet hours, if set."""
+    if prefs is None or not prefs.quiet_start or not prefs.quiet_end:
+        return None
+    return QuietHours.from_text(f"{prefs.quiet_start}-{prefs.quiet_end}")
+
+
+def set_quiet_hours(
+    *, session: Session, user_id: int, quiet: QuietHours | None, now: datetime
+) -> None:
+    """Set or clear quiet hours; due reminders are deferred when they are sent."""
+    prefs = _preferences(session, user_id, now)
+    if quiet is None:
+        prefs.quiet_start = prefs.quiet_end = None
+    else:
+        prefs.quiet_start, prefs.quiet_end = quiet.to_text().split("-")
+    session.add(prefs)
+    session.commit()
+
+
+def set_timezone(
+    *, session: Session, user_id: int, key: str, now: datetime, default_key: str
+) -> list[Reminder]:
+    """Store the user's zone and recompute every active reminder's next occurrence."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise LookupError(f"unknown user {user_id}")
+    user.timezone = key
+    session.add(user)
+    reminders = _reschedule_all(session, user, now, default_key)
+    session.commit()
+    return reminders
+
+
+def set_all_paused(
+    *, session: Session, user_id: int, paused: bool, now: datetime, default_key: str
+) -> list[Reminder]:
+    """Pause (/stop) or resume every reminder of the user at once."""
+    prefs = _preferences(session, user_id, now)
+    prefs.reminders_paused = paused
+    session.add(prefs)
+    user = session.get(User, user_id)
+    if user is None:
+        raise LookupError(f"unknown user {user_id}")
+    reminders = _reschedule_all(session, user, now, default_key, all_paused=paused)
+    session.commit()
+    return reminders
+
+
+def _reschedule_all(
+    session: Session,
+    user: User,
+    now: datetime,
+    default_key: str,
+    *,
+    all_paused: bool | None = None,
+) -> list[Reminder]:
+    if all_paused is None:
+        prefs = session.get(UserPreferences, user.id)
+        all_paused = prefs is not None and prefs.reminders_paused
+    zone = user_zone(user, default_key)
+    reminders = list(session.exec(select(Reminder).where(col(Reminder.user_id) == user.id)))
+    for reminder in reminders:
+        reminder.next_due_at = _next_due(reminder, user, zone, now, all_paused=all_paused)
+        reminder.updated_at = now
+        session.add(reminder)
+    return reminders
+
+
+def _next_due(
+    reminder: Reminder, user: User, zone: tzinfo, now: datetime, *, all_paused: bool
+) -> datetime | None:
+    """Return when the reminder fires next, or None while it must stay silent."""
+    if reminder.paused or all_paused or user.status != UserStatus.ACTIVE:
+        return None
+    return next_occurrence(Rule.from_text(reminder.rule), zone, now)
+
+
+# --- reminders -------------------------------------------------------------------------------
+
+
+def add_reminder(
+    *, session: Session, user_id: int, spec: ReminderSpec, now: datetime, default_key: str
+) -> Reminder:
+    """Store a new reminder and compute its first occurrence."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise LookupError(f"unknown user {user_id}")
+    prefs = session.get(UserPreferences, user_id)
+    reminder = Reminder(
+        user_id=user_id,
+        kind=spec.kind,
+        label=spec.label,
+        rule=spec.rule.to_text(),
+        created_at=now,
+        updated_at=now,
+    )
+    all_paused = prefs is not None and prefs.reminders_paused
+    reminder.next_due_at = _next_due(
+        reminder, user, user_zone(user, default_key), now, all_paused=all_paused
+    )
+    session.add(reminder)
+    session.commit()
+    return reminder
+
+
+def list_reminders(*, session: Session, user_id: int) -> list[Reminder]:
+    """Return the user's reminders, oldest first."""
+    query = select(Reminder).where(col(Reminder.user_id) == user_id).order_by(col(Reminder.id))
+    return list(session.exec(query))
+
+
+def get_reminder(*, session: Session, user_id: int, reminder_id: int) -> Reminder | None:
+    """Return one of the user's reminders; another user's id gives None."""
+    reminder = session.get(Reminder, reminder_id)
+    return reminder if reminder is not None and reminder.user_id == user_id else None
+
+
+def set_reminder_paused(
+    *,
+    session: Session,
+    user_id: int,
+    reminder_id: int,
+    paused: bool,
+    now: datetime,
+    default_key: str,
+) -> Reminder | None:
+    """Pause or resume one reminder; resuming fires from the next occurrence after now."""
+    reminder = get_reminder(session=session, user_id=user_id, reminder_id=reminder_id)
+    user = session.get(User, user_id)
+    if reminder is None or user is None:
+        return None
+    reminder.paused = paused
+    reminder.updated_at = now
+    prefs = session.get(UserPreferences, user_id)
+    reminder.next_due_at = _next_due(
+        reminder,
+        user,
+        user_zone(user, default_key),
+        now,
+        all_paused=prefs is not None and prefs.reminders_paused,
+    )
+    session.add(reminder)
+    session.commit()
+    return reminder
+
+
+def update_reminder_rule(
+    *,
+    session: Session,
+    user_id: int,
+    reminder_id: int,
+    rule: Rule,
+    now: datetime,
+    default_key: str,
+) -> Reminder | None:
+    """Change when a reminder fires; the next occurrence is recomputed at once."""
+    reminder = get_reminder(session=session, user_id=user_id, reminder_id=reminder_id)
+    user = session.get(User, user_id)
+    if reminder is None or user is None:
+        return None
+    reminder.rule = rule.to_text()
+    reminder.updated_at = now
+    prefs = session.get(UserPreferences, user_id)
+    reminder.next_due_at = _next_due(
+        reminder,
+        user,
+        user_zone(user, default_key),
+        now,
+        all_paused=prefs is not None and prefs.reminders_paused,
+    )
+    session.add(reminder)
+    session.commit()
+    return reminder
+
+
+def delete_reminder(*, session: Session, user_id: int, reminder_id: int) -> bool:
+    """Delete one of the user's reminders and its history."""
+    reminder = get_reminder(session=session, user_id=user_id, reminder_id=reminder_id)
+    if reminder is None:
+        return False
+    session.exec(delete(Occurrence).where(col(Occurrence.reminder_id) == reminder_id))
+    session.delete(reminder)
+    session.commit()
+    return True
+
+
+# --- what the user does with a reminder message ------------------------------------------------
+
+
+def get_occurrence(*, session: Session, user_id: int, occurrence_id: int) -> Occurrence | None:
+    """Return one of the user's occurrences; another user's id gives None."""
+    occurrence = session.get(Occurrence, occurrence_id)
+    return occurrence if occurrence is not None and occurrence.user_id == user_id else None
+
+
+def finish_occurrence(
+    *, session: Session, user_id: int, occurrence_id: int, status: OccurrenceStatus, now: datetime
+) -> Occurrence | None:
+    """Record Done or Skip for an occurrence the user was sent."""
+    occurrence = get_occurrence(session=session, user_id=user_id, occurrence_id=occurrence_id)
+    if occurrence is None:
+        return None
+    occurrence.status = status.value
+    occurrence.outcome_at = now
+    session.add(occurrence)
+    session.commit()
+    return occurrence
+
+
+def snooze_occurrence(
+    *, session: Session, user_id: int, occurrence_id: int, until: datetime, now: datetime
+) -> Occurrence | None:
+    """Schedule a one-off follow-up; the recurring schedule does not move."""
+    occurrence = get_occurrence(session=session, user_id=user_id, occurrence_id=occurrence_id)
+    if occurrence is None:
+        return None
+    occurrence.status = OccurrenceStatus.SNOOZED.value
+    occurrence.due_at = until
+    occurrence.snoozes += 1
+    occurrence.outcome_at = now
+    session.add(occurrence)
+    session.commit()
+    return occurrence
