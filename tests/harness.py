@@ -1,6 +1,6 @@
 """The real bot, built by the composition root, polling the Bot API stand-in over loopback."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,6 +13,7 @@ from miliabot_tg.config import Settings
 from miliabot_tg.console import ProcessedUpdates
 from miliabot_tg.content import Guide, load_guide
 from miliabot_tg.db import make_engine, migrate
+from miliabot_tg.dispatch import Dispatcher
 from miliabot_tg.handlers import Deps
 from miliabot_tg.paths import bundled_dir
 from miliabot_tg.standin import DEFAULT_TOKEN, BotMessage, StandIn
@@ -44,6 +45,7 @@ class Harness:
     clock: FrozenClock
     guide: Guide
     processed: ProcessedUpdates
+    dispatcher: Dispatcher
     allowed: set[str] = field(default_factory=set)
 
     async def say(self, text: str, *, user_id: int = USER, **kwargs: object) -> list[BotMessage]:
@@ -87,16 +89,31 @@ async def running_bot(
     database_url: str | None = None,
     admin_ids: frozenset[int] = frozenset(),
     chat_rate: float | None = None,
+    global_rate: float | None = None,
+    dispatch: bool = False,
+    clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[Harness]:
-    """Start the stand-in and the real bot against it; stop both afterwards."""
+    """Start the stand-in and the real bot against it; stop both afterwards.
+
+    By default the clock is frozen and the dispatcher asleep, so tests run its cycles by
+    hand; `dispatch=True` with a real clock lets it wake up on its own. The stand-in's
+    rate limits are off unless asked for, and the bot's pacing is set far above them.
+    """
     url = database_url or f"sqlite:///{tmp_path / 'bot.sqlite3'}"
     engine = make_engine(url)
     migrate(engine)
-    clock = FrozenClock()
-    async with StandIn(chat_rate=chat_rate) as standin:
-        settings = Settings(api_url=standin.api_root, database_url=url, admin_ids=admin_ids)
-        deps = Deps(settings=settings, engine=engine, guide=GUIDE, clock=clock)
-        app = build_application(deps, DEFAULT_TOKEN)
+    frozen = FrozenClock()
+    async with StandIn(chat_rate=chat_rate, global_rate=global_rate) as standin:
+        settings = Settings(
+            api_url=standin.api_root,
+            database_url=url,
+            admin_ids=admin_ids,
+            global_rate=global_rate or 10_000.0,
+            chat_rate=chat_rate or 10_000.0,
+        )
+        deps = Deps(settings=settings, engine=engine, guide=GUIDE, clock=clock or frozen)
+        built = build_application(deps, DEFAULT_TOKEN, dispatch=dispatch)
+        app = built.app
         processed = ProcessedUpdates(app)
         async with app:
             if app.post_init is not None:  # run_polling would call it; we start by hand
@@ -106,7 +123,7 @@ async def running_bot(
             await app.updater.start_polling(poll_interval=0.0, timeout=1)
             await standin.settle()
             try:
-                yield Harness(standin, app, engine, clock, GUIDE, processed)
+                yield Harness(standin, app, engine, frozen, GUIDE, processed, built.dispatcher)
             finally:
                 await app.updater.stop()
                 await app.stop()

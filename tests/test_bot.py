@@ -45,7 +45,18 @@ async def test_users_are_remembered_in_the_database(bot: Harness) -> None:
 
 async def test_command_menu_is_published_at_start_up(bot: Harness) -> None:
     names = [name for name, _ in bot.standin.commands]
-    assert names == ["guide", "help", "privacy", "forget", "start"]
+    assert names == [
+        "guide",
+        "help",
+        "remind",
+        "reminders",
+        "timezone",
+        "quiet",
+        "stop",
+        "privacy",
+        "forget",
+        "start",
+    ]
 
 
 async def test_guide_menu_offers_every_topic_as_a_button(bot: Harness) -> None:
@@ -144,7 +155,19 @@ async def test_unknown_commands_get_a_friendly_answer(bot: Harness) -> None:
 
 
 async def test_non_text_messages_get_a_pointer(bot: Harness) -> None:
-    await bot.handled(bot.standin.send_location(52.52, 13.40))
+    # A shared contact (a location would set the timezone).
+    update_id = bot.standin.queue_update(
+        {
+            "message": {
+                "message_id": 500,
+                "date": 0,
+                "chat": {"id": USER, "type": "private", "first_name": "Ann"},
+                "from": {"id": USER, "is_bot": False, "first_name": "Ann"},
+                "contact": {"phone_number": "+10000000000", "first_name": "Bo"},
+            }
+        }
+    )
+    await bot.handled(update_id)
     last = bot.standin.last(USER)
     assert last is not None
     assert last.plain.startswith("I can only read text.")

@@ -81,3 +81,87 @@ def test_console_transcript_from_a_pipe(tmp_path: Path) -> None:
     assert "you> hello?\nbot> I couldn't find anything about “hello?”" in out
     assert "\033[" not in out, "no terminal colours when output is not a terminal"
     assert (tmp_path / "data" / "console.sqlite3").is_file()
+
+
+async def test_reminders_survive_sigkill_mid_dispatch_and_arrive_at_least_once(
+    tmp_path: Path,
+) -> None:
+    from datetime import timedelta
+
+    from sqlmodel import select
+
+    from miliabot_tg import repo
+    from miliabot_tg.db import make_engine, migrate, new_session
+    from miliabot_tg.models import Occurrence, utcnow
+    from miliabot_tg.schedule import parse_remind
+
+    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    engine = make_engine(url)
+    migrate(engine)
+    users = range(10_000, 10_300)
+    start = utcnow()
+    with new_session(engine) as session:
+        for user_id in users:
+            repo.touch_user(
+                session=session, user_id=user_id, first_name="U", language_code="en", now=start
+            )
+            spec = parse_remind("sunscreen 08:30 daily", today=start.date())
+            reminder = repo.add_reminder(
+                session=session, user_id=user_id, spec=spec, now=start, default_key="UTC"
+            )
+            reminder.next_due_at = start - timedelta(minutes=1)  # all due right now
+            session.add(reminder)
+        session.commit()
+
+    def delivered() -> dict[int, int]:
+        return {u: len(standin.chat(u)) for u in users if standin.chat(u)}
+
+    async with StandIn(global_rate=None, chat_rate=None) as standin:
+        # A slow Telegram, so that the kill lands while sends are in flight.
+        standin.delay("sendMessage", 0.02)
+        env = _env(
+            MILIABOT_TOKEN=DEFAULT_TOKEN,
+            MILIABOT_API_URL=standin.api_root,
+            MILIABOT_DATABASE_URL=url,
+            MILIABOT_GLOBAL_RATE="10000",
+            MILIABOT_CLAIM_LEASE_SECONDS="2",
+        )
+
+        async def start_bot() -> asyncio.subprocess.Process:
+            return await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "miliabot_tg",
+                "run",
+                env=env,
+                cwd=tmp_path,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+
+        first = await start_bot()
+        await standin.wait_for(lambda: len(delivered()) >= 60, timeout=60)
+        first.kill()  # SIGKILL: no clean-up, claims left behind
+        await first.wait()
+        assert first.returncode == -signal.SIGKILL
+        before = len(delivered())
+        assert before < len(users), "the kill must land in the middle of the dispatch"
+
+        second = await start_bot()
+        try:
+            await standin.wait_for(lambda: len(delivered()) == len(users), timeout=60)
+            await standin.settle(quiet=0.3)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(second.communicate(), timeout=30)
+        assert second.returncode == 0, stderr.decode()
+
+    counts = delivered()
+    assert set(counts) == set(users), "every reminder arrived"
+    duplicates = sum(counts.values()) - len(users)
+    # At-least-once: only messages in flight at the kill may arrive twice.
+    assert duplicates <= 64
+    with new_session(engine) as session:
+        statuses = {o.status for o in session.exec(select(Occurrence))}
+    assert statuses == {"sent"}
+    print(f"delivered before the kill: {before}; duplicates after restart: {duplicates}")

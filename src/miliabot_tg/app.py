@@ -1,5 +1,7 @@
 """The composition root: build the one Application with everything wired in."""
 
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from telegram import LinkPreviewOptions
@@ -7,7 +9,10 @@ from telegram.constants import ParseMode
 from telegram.ext import Application, ApplicationBuilder, Defaults
 
 from miliabot_tg import texts
+from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
+from miliabot_tg.pacing import Pacer
+from miliabot_tg.reminder_handlers import ReminderHandlers
 
 BotApplication = Application[Any, Any, Any, Any, Any, Any]
 
@@ -15,29 +20,69 @@ BotApplication = Application[Any, Any, Any, Any, Any, Any]
 POLL_TIMEOUT = 30
 
 
-def build_application(deps: Deps, token: str) -> BotApplication:
-    """Build the bot: HTTP client, defaults, handlers and start-up hooks."""
+@dataclass(frozen=True)
+class Built:
+    """The application and the reminder engine it runs."""
+
+    app: BotApplication
+    dispatcher: Dispatcher
+
+
+def build_application(
+    deps: Deps,
+    token: str,
+    *,
+    policy: DispatchPolicy | None = None,
+    dispatch: bool = True,
+) -> Built:
+    """Build the bot: HTTP client, pacing, defaults, handlers, the dispatcher and hooks.
+
+    `dispatch=False` builds everything but leaves the dispatcher asleep, for tests that
+    drive its cycles by hand on a frozen clock.
+    """
+    settings = deps.settings
+
+    async def post_init(app: BotApplication) -> None:
+        """Publish the command menu, then start the reminder engine."""
+        await app.bot.set_my_commands(list(texts.COMMANDS))
+        if dispatch:
+            assert app.job_queue is not None
+            dispatcher.start(app.job_queue)
+
     app = (
         ApplicationBuilder()
         .token(token)
-        .base_url(f"{deps.settings.api_url}/bot")
-        .base_file_url(f"{deps.settings.api_url}/file/bot")
+        .base_url(f"{settings.api_url}/bot")
+        .base_file_url(f"{settings.api_url}/file/bot")
         .defaults(
             Defaults(
                 parse_mode=ParseMode.HTML,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
         )
+        # Every outgoing message, replies, reminders and broadcasts alike, passes here.
+        .rate_limiter(Pacer(global_rate=settings.global_rate, chat_rate=settings.chat_rate))
         # Users are independent of each other; one slow reply must not hold up the rest.
         .concurrent_updates(True)
         .get_updates_read_timeout(POLL_TIMEOUT + 10)
-        .post_init(_post_init)
+        .post_init(post_init)
         .build()
     )
+    dispatcher = Dispatcher(
+        bot=app.bot,
+        engine=deps.engine,
+        guide=deps.guide,
+        clock=deps.clock,
+        default_tz=settings.default_tz,
+        policy=policy
+        or DispatchPolicy(
+            grace=timedelta(minutes=settings.grace_minutes),
+            lease=timedelta(seconds=settings.claim_lease_seconds),
+        ),
+    )
+    deps = replace(deps, wake=dispatcher.wake)
+    # Order matters: the reminder handlers take locations and typed answers they asked for
+    # before the guide's catch-alls (text search, unknown commands, "I can only read text").
+    ReminderHandlers(deps).register(app)
     Handlers(deps).register(app)
-    return app
-
-
-async def _post_init(app: BotApplication) -> None:
-    """Publish the command menu so Telegram's '/' button lists our commands."""
-    await app.bot.set_my_commands(list(texts.COMMANDS))
+    return Built(app, dispatcher)

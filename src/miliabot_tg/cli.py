@@ -101,7 +101,7 @@ def _run(_args: argparse.Namespace) -> int:
     # database is migrated on purpose by an operator, never by whichever bot starts first.
     ensure_schema(engine, auto_migrate=engine.dialect.name == "sqlite")
     deps = Deps(settings=settings, engine=engine, guide=guide, clock=utcnow)
-    app = build_application(deps, token)
+    app = build_application(deps, token).app
     log.info("starting: %d guide topics, database %s", len(guide.snippets), engine.dialect.name)
     app.run_polling(allowed_updates=Update.ALL_TYPES)
     return 0

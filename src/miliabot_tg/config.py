@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     content_dir: Path = Field(default_factory=lambda: bundled_dir("content"))
     default_tz: str = "UTC"
+    # Telegram's limits: about 30 messages a second in all and one a second per chat.
+    global_rate: float = Field(default=30.0, gt=0)
+    chat_rate: float = Field(default=1.0, gt=0)
+    # Reminders missed for longer than this (the bot was down) are recorded, not sent.
+    grace_minutes: float = Field(default=120.0, ge=0)
+    # A dispatcher's claim on a reminder it is sending expires after this long.
+    claim_lease_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("api_url")
     @classmethod

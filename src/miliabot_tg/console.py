@@ -55,7 +55,7 @@ async def chat_in_console(
     async with StandIn(global_rate=None, chat_rate=None) as standin:
         console_settings = settings.model_copy(update={"api_url": standin.api_root})
         deps = Deps(settings=console_settings, engine=engine, guide=guide, clock=utcnow)
-        app = build_application(deps, DEFAULT_TOKEN)
+        app = build_application(deps, DEFAULT_TOKEN).app
         async with app:
             processed = ProcessedUpdates(app)
             if app.post_init is not None:  # run_polling would call it; we start by hand

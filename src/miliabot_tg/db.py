@@ -7,7 +7,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
@@ -38,12 +38,20 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, say when a transaction begins (see _begin).
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         # WAL lets readers run beside the one writer; foreign keys are off by default.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        # IMMEDIATE takes the write lock up front, so a transaction that reads and then
+        # writes (claiming due work) never fails half-way because another writer slipped in.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

@@ -22,7 +22,7 @@ from telegram.ext import (
     filters,
 )
 
-from miliabot_tg import repo, texts
+from miliabot_tg import reminder_texts, repo, texts
 from miliabot_tg.config import Settings
 from miliabot_tg.content import Guide
 from miliabot_tg.db import new_session
@@ -94,14 +94,20 @@ class Handlers:
             )
 
     async def start(self, update: Update, context: Context) -> None:
-        """Welcome the user."""
+        """Welcome the user, offering to resume their reminders if they paused them all."""
         message, user = _message(update), update.effective_user
         if user is None:
             return
         with new_session(self.deps.engine) as session:
             known = repo.get_user(session=session, user_id=user.id)
+            prefs = repo.get_preferences(session=session, user_id=user.id)
         returning = known is not None and known.first_seen < self.deps.clock() - FIRST_VISIT
-        await message.reply_text(texts.welcome(user.first_name, returning=returning))
+        text = texts.welcome(user.first_name, returning=returning)
+        keyboard: InlineKeyboardMarkup | None = None
+        if prefs is not None and prefs.reminders_paused:
+            offer, keyboard = reminder_texts.resume_offer()
+            text = f"{text}\n\n{offer}"
+        await message.reply_text(text, reply_markup=keyboard)
 
     async def help(self, update: Update, context: Context) -> None:
         """List what the bot can do."""

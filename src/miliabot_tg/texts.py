@@ -19,6 +19,11 @@ DISCLAIMER = (
 COMMANDS = (
     BotCommand("guide", "Short answers about milia"),
     BotCommand("help", "What I can do"),
+    BotCommand("remind", "Set a reminder: sunscreen, moisturizer, exfoliation"),
+    BotCommand("reminders", "See, pause, edit or delete your reminders"),
+    BotCommand("timezone", "Set your timezone"),
+    BotCommand("quiet", "Quiet hours: no reminders at night"),
+    BotCommand("stop", "Pause all reminders"),
     BotCommand("privacy", "What I store and why"),
     BotCommand("forget", "Delete everything I store about you"),
     BotCommand("start", "Welcome and overview"),
@@ -48,7 +53,9 @@ def welcome(first_name: str, *, returning: bool) -> str:
         "the tiny, firm white bumps that often show up around the eyes and cheeks.\n\n"
         "📖 /guide opens short, plain answers: what milia are, home care, sun protection, "
         "gentle exfoliation, treatments and when to see a dermatologist.\n"
-        "🔎 Or just type what you want to know, like <i>baby milia</i> or <i>sunscreen</i>.\n\n"
+        "🔎 Or just type what you want to know, like <i>baby milia</i> or <i>sunscreen</i>.\n"
+        "⏰ /remind sets reminders for sunscreen, moisturizing and gentle exfoliation, "
+        "at the right time where you live.\n\n"
         f"{DISCLAIMER}"
     )
 
@@ -58,7 +65,13 @@ def help_text() -> str:
     return (
         "<b>What I can do</b>\n\n"
         "/guide: the milia guide, topic by topic\n"
-        "/guide <i>words</i>: search the guide, e.g. <code>/guide peel</code>\n"
+        "/guide <i>words</i>: search the guide, e.g. <code>/guide peel</code>\n\n"
+        "/remind: set a reminder with buttons, or in one line, e.g. "
+        "<code>/remind sunscreen 08:30 daily</code>\n"
+        "/reminders: see, pause, edit or delete your reminders\n"
+        "/timezone: set your timezone, e.g. <code>/timezone Lisbon</code>\n"
+        "/quiet: quiet hours, e.g. <code>/quiet 22:00-07:00</code> or <code>/quiet off</code>\n"
+        "/stop: pause all reminders (/start offers to resume)\n\n"
         "/privacy: what I store about you and why\n"
         "/forget: delete everything I store about you\n"
         "/start: the welcome message\n\n"
@@ -71,14 +84,21 @@ def privacy_text() -> str:
     """Say what is stored, accurately for what the bot does today."""
     return (
         "<b>Your privacy</b>\n\n"
-        "I store only what I need to talk to you:\n"
+        "I store only what I need to talk to you and remind you:\n"
         "• your Telegram user id, so I can reply;\n"
         "• your first name and language setting, to greet you properly;\n"
         "• when you first and last used the bot;\n"
-        "• whether I may message you (if you block me, I stop).\n\n"
+        "• whether I may message you (if you block me, I stop);\n"
+        "• your timezone, if you set one (a location you share is only used to look it up "
+        "and is not kept);\n"
+        "• your reminders (what, when, paused or not), your quiet hours and whether you "
+        "paused everything;\n"
+        "• for each reminder I send, when it was due and what became of it (done, snoozed, "
+        "skipped or missed).\n\n"
         "I don't keep the questions you type or the topics you read, and I never share "
         "anything with anyone.\n\n"
-        "Send /forget to delete everything I store about you."
+        "Send /forget to delete everything I store about you, reminders and their history "
+        "included."
     )
 
 
