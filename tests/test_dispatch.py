@@ -12,6 +12,7 @@ from miliabot_tg import repo
 from miliabot_tg.db import new_session
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy, plan_due, retry_delay
 from miliabot_tg.models import Occurrence, Reminder, User
+from miliabot_tg.pacing import Pacer
 from miliabot_tg.schedule import QuietHours, next_occurrence, parse_remind
 from miliabot_tg.timezones import zone_from_key
 from tests.harness import USER, Harness, running_bot
@@ -246,19 +247,17 @@ async def test_a_429_hands_the_wait_back_to_the_database(bot: Harness) -> None:
     _user(bot)
     _remind(bot, "sunscreen 08:30 daily")
     bot.clock.now = _at(date(2026, 11, 26), 8, 30)
-    bot.standin.fail_next("sendMessage", status=429, retry_after=7)
+    bot.standin.fail_next("sendMessage", status=429, retry_after=2)
     await bot.dispatcher.run_cycle()
     (occurrence,) = _occurrences(bot)
-    assert (occurrence.status, occurrence.due_at) == (
-        "pending",
-        bot.clock.now + timedelta(seconds=7),
-    )
-    bot.clock.advance(timedelta(seconds=6))
+    retry_at = bot.clock.now + timedelta(seconds=2)
+    assert (occurrence.status, occurrence.due_at) == ("pending", retry_at)
+    bot.clock.advance(timedelta(seconds=1))
     assert await bot.dispatcher.run_cycle() == 0
     bot.clock.advance(timedelta(seconds=1))
     assert await bot.dispatcher.run_cycle() == 1
     assert [o.status for o in _occurrences(bot)] == ["sent"]
-    bot.allow_failures("Too Many Requests: retry after 7")
+    bot.allow_failures("Too Many Requests: retry after 2")
 
 
 async def test_server_errors_are_retried_with_backoff_then_given_up(bot: Harness) -> None:
@@ -362,3 +361,34 @@ async def test_the_dispatcher_wakes_by_itself_when_a_reminder_falls_due(tmp_path
         assert "sunscreen" in message.plain.lower()
         assert timedelta(0) <= lateness < timedelta(seconds=1), lateness
         assert h.failures() == []
+
+
+async def test_processes_sharing_a_database_split_telegrams_global_rate(bot: Harness) -> None:
+    pacer = bot.app.bot.rate_limiter
+    assert isinstance(pacer, Pacer)
+    full = pacer.global_rate
+    await bot.dispatcher.run_cycle()
+    assert pacer.global_rate == full
+
+    other = Dispatcher(
+        bot=bot.app.bot,
+        engine=bot.engine,
+        guide=bot.guide,
+        clock=bot.clock,
+        default_tz="UTC",
+        instance="other-process",
+    )
+    assert other.heartbeat(bot.clock()) == 2
+    bot.clock.advance(DispatchPolicy().heartbeat)
+    await bot.dispatcher.run_cycle()
+    assert pacer.global_rate == full / 2
+
+    other.leave()  # a clean shutdown hands its share back at the next heartbeat
+    bot.clock.advance(DispatchPolicy().heartbeat)
+    await bot.dispatcher.run_cycle()
+    assert pacer.global_rate == full
+
+    other.heartbeat(bot.clock())
+    bot.clock.advance(timedelta(minutes=5))  # ... and a crashed one once it goes silent
+    await bot.dispatcher.run_cycle()
+    assert pacer.global_rate == full

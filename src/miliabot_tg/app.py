@@ -1,5 +1,6 @@
 """The composition root: build the one Application with everything wired in."""
 
+import asyncio
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -42,12 +43,23 @@ def build_application(
     """
     settings = deps.settings
 
+    pacer = Pacer(global_rate=settings.global_rate, chat_rate=settings.chat_rate)
+
+    def share_rate(processes: int) -> None:
+        """Several processes on one database split Telegram's global limit between them."""
+        pacer.global_rate = settings.global_rate / processes
+
     async def post_init(app: BotApplication) -> None:
         """Publish the command menu, then start the reminder engine."""
         await app.bot.set_my_commands(list(texts.COMMANDS))
         if dispatch:
             assert app.job_queue is not None
             dispatcher.start(app.job_queue)
+
+    async def post_shutdown(_app: BotApplication) -> None:
+        """Leave the shared database, so the other processes take over our share."""
+        if dispatch:
+            await asyncio.to_thread(dispatcher.leave)
 
     app = (
         ApplicationBuilder()
@@ -61,11 +73,12 @@ def build_application(
             )
         )
         # Every outgoing message, replies, reminders and broadcasts alike, passes here.
-        .rate_limiter(Pacer(global_rate=settings.global_rate, chat_rate=settings.chat_rate))
+        .rate_limiter(pacer)
         # Users are independent of each other; one slow reply must not hold up the rest.
         .concurrent_updates(True)
         .get_updates_read_timeout(POLL_TIMEOUT + 10)
         .post_init(post_init)
+        .post_shutdown(post_shutdown)
         .build()
     )
     dispatcher = Dispatcher(
@@ -79,6 +92,7 @@ def build_application(
             grace=timedelta(minutes=settings.grace_minutes),
             lease=timedelta(seconds=settings.claim_lease_seconds),
         ),
+        on_share=share_rate,
     )
     deps = replace(deps, wake=dispatcher.wake)
     # Order matters: the reminder handlers take locations and typed answers they asked for

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, func, select, update
+from sqlalchemy import Engine, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
@@ -34,6 +34,7 @@ from miliabot_tg import repo
 from miliabot_tg.content import Guide
 from miliabot_tg.db import new_session
 from miliabot_tg.models import (
+    DispatcherHeartbeat,
     Occurrence,
     OccurrenceStatus,
     Reminder,
@@ -53,6 +54,7 @@ REMINDERS: Table = Reminder.__table__  # type: ignore[attr-defined]
 OCCURRENCES: Table = Occurrence.__table__  # type: ignore[attr-defined]
 USERS: Table = User.__table__  # type: ignore[attr-defined]
 PREFERENCES: Table = UserPreferences.__table__  # type: ignore[attr-defined]
+HEARTBEATS: Table = DispatcherHeartbeat.__table__  # type: ignore[attr-defined]
 
 PENDING, SENDING, SENT = (
     OccurrenceStatus.PENDING.value,
@@ -75,6 +77,7 @@ class DispatchPolicy:
     concurrency: int = 64  # sends in flight at once
     flush_every: int = 16  # outcomes recorded per transaction while a batch is sent
     idle_poll: timedelta = timedelta(seconds=30)  # wake at least this often (other processes)
+    heartbeat: timedelta = timedelta(seconds=10)  # how often a process says it is alive
 
 
 def plan_due(
@@ -135,6 +138,7 @@ class Dispatcher:
         default_tz: str,
         policy: DispatchPolicy | None = None,
         instance: str | None = None,
+        on_share: Callable[[int], None] = lambda _processes: None,
     ) -> None:
         self.engine = engine
         self.guide = guide
@@ -149,6 +153,10 @@ class Dispatcher:
         self._running = False
         self._again = False
         self.bot = bot
+        # Told how many bot processes share the database, so each can take its part of
+        # Telegram's global rate.
+        self.on_share = on_share
+        self._last_heartbeat: datetime | None = None
 
     # --- waking up -------------------------------------------------------------------------
 
@@ -210,6 +218,9 @@ class Dispatcher:
         """Do everything that is due now; return how many messages were attempted."""
         attempted = 0
         now = self.clock()
+        if self._last_heartbeat is None or now - self._last_heartbeat >= self.policy.heartbeat:
+            self._last_heartbeat = now
+            self.on_share(await asyncio.to_thread(self.heartbeat, now))
         await asyncio.to_thread(self.sweep, now)
         while True:
             made = await asyncio.to_thread(self.materialize, now)
@@ -240,6 +251,28 @@ class Dispatcher:
         if claim is not None:
             found.append(claim + self.policy.lease)
         return min(found) if found else None
+
+    def heartbeat(self, now: datetime) -> int:
+        """Record that this process is alive; return how many processes are."""
+        alive_since = now - 3 * max(self.policy.idle_poll, self.policy.heartbeat)
+        dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        statement = dialect_insert(HEARTBEATS).values(instance=self.instance, seen_at=now)
+        statement = statement.on_conflict_do_update(
+            index_elements=["instance"], set_={"seen_at": statement.excluded.seen_at}
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+            # Forget processes that stopped without saying goodbye.
+            conn.execute(delete(HEARTBEATS).where(HEARTBEATS.c.seen_at < now - timedelta(days=1)))
+            alive = conn.execute(
+                select(func.count()).where(HEARTBEATS.c.seen_at >= alive_since)
+            ).scalar_one()
+        return max(int(alive), 1)
+
+    def leave(self) -> None:
+        """Say goodbye, so the processes left take over this one's share at once."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(HEARTBEATS).where(HEARTBEATS.c.instance == self.instance))
 
     def sweep(self, now: datetime) -> None:
         """Release claims of dead dispatchers; give up on occurrences past the grace window."""

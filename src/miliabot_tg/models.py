@@ -153,3 +153,12 @@ class Occurrence(SQLModel, table=True):
     message_id: int | None = Field(default=None, sa_type=BigInteger)
     outcome_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     error: str | None = Field(default=None, sa_type=String(200))
+
+
+class DispatcherHeartbeat(SQLModel, table=True):
+    """A running bot process, so processes sharing a database can share Telegram's rate."""
+
+    __tablename__ = "dispatchers"
+
+    instance: str = Field(sa_type=String(64), primary_key=True)
+    seen_at: datetime = Field(sa_type=UTCDateTime)
