@@ -150,12 +150,12 @@ class Handlers:
         if query.data.startswith(texts.CB_OPEN):
             snippet = guide.get(query.data.removeprefix(texts.CB_OPEN))
             if snippet is not None:
-                await _show(update, *texts.snippet_view(guide, snippet))
+                await show_in_place(update, *texts.snippet_view(guide, snippet))
                 return
             text, keyboard = texts.guide_menu(guide)
-            await _show(update, f"{texts.TOPIC_GONE}\n\n{text}", keyboard)
+            await show_in_place(update, f"{texts.TOPIC_GONE}\n\n{text}", keyboard)
             return
-        await _show(update, *texts.guide_menu(guide))
+        await show_in_place(update, *texts.guide_menu(guide))
 
     async def forget(self, update: Update, context: Context) -> None:
         """Ask whether to delete the user's data."""
@@ -171,9 +171,9 @@ class Handlers:
         if query.data == texts.CB_FORGET_YES:
             with new_session(self.deps.engine) as session:
                 repo.forget_user(session=session, user_id=user.id)
-            await _show(update, texts.FORGOTTEN, None)
+            await show_in_place(update, texts.FORGOTTEN, None)
         else:
-            await _show(update, texts.NOT_FORGOTTEN, None)
+            await show_in_place(update, texts.NOT_FORGOTTEN, None)
 
     async def stale_button(self, update: Update, context: Context) -> None:
         """Answer a button from an older version of the bot instead of leaving it spinning."""
@@ -236,7 +236,7 @@ def _message(update: Update) -> Message:
     return message
 
 
-async def _show(update: Update, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
+async def show_in_place(update: Update, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
     """Replace the pressed message's content; send a new one when it can't be edited."""
     query = update.callback_query
     if query is None:

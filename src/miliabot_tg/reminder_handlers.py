@@ -20,7 +20,6 @@ from telegram import (
     ReplyKeyboardRemove,
     Update,
 )
-from telegram.error import BadRequest
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -32,7 +31,7 @@ from telegram.ext import (
 from miliabot_tg import reminder_texts as rt
 from miliabot_tg import repo
 from miliabot_tg.db import new_session
-from miliabot_tg.handlers import Context, Deps
+from miliabot_tg.handlers import Context, Deps, show_in_place
 from miliabot_tg.models import OccurrenceStatus, Reminder
 from miliabot_tg.schedule import (
     DAILY,
@@ -308,7 +307,7 @@ class ReminderHandlers:
                 all_paused=added.all_paused,
             )
         if query_update is not None:
-            await _edit(query_update, text, None)
+            await show_in_place(query_update, text, None)
         else:
             await chat.send_message(text)
         if added is None or not added.created:
@@ -360,7 +359,7 @@ class ReminderHandlers:
         if action in ("start", "cancel"):
             self._pending.pop(user.id, None)
             await query.answer()
-            await _edit(
+            await show_in_place(
                 update, *(rt.flow_kinds() if action == "start" else (rt.FLOW_CANCELLED, None))
             )
             return
@@ -368,7 +367,7 @@ class ReminderHandlers:
         if action == "kind" and kind == "custom":
             self._wait(user.id, Pending("label", now))
             await query.answer()
-            await _edit(update, *rt.flow_label())
+            await show_in_place(update, *rt.flow_label())
             return
         label = self._flow_label(user.id, kind) if kind is not None else None
         try:
@@ -390,10 +389,10 @@ class ReminderHandlers:
             await self._add_and_announce(_chat(update), user.id, spec, query_update=update)
         elif action == "time":
             self._wait(user.id, Pending("days", now, kind, label, times))
-            await _edit(update, *rt.flow_days(kind, label, times))
+            await show_in_place(update, *rt.flow_days(kind, label, times))
         else:
             self._wait(user.id, Pending("time", now, kind, label))
-            await _edit(update, *rt.flow_times(kind, label))
+            await show_in_place(update, *rt.flow_times(kind, label))
 
     def _flow_label(self, user_id: int, kind: Kind) -> str | None:
         """The reminder's name: the kind itself, or the custom name waiting in memory."""
@@ -436,7 +435,7 @@ class ReminderHandlers:
                 return
             if action in ("list", "cancel"):
                 await query.answer()
-                await _edit(update, *self._list_page(user.id, int(parts[2])))
+                await show_in_place(update, *self._list_page(user.id, int(parts[2])))
                 return
             reminder_id, page = int(parts[2]), int(parts[3])
         except (IndexError, ValueError):
@@ -459,22 +458,22 @@ class ReminderHandlers:
                 repo.delete_reminder(session=session, user_id=user.id, reminder_id=reminder_id)
         if reminder is None:
             await query.answer(rt.REMINDER_GONE, show_alert=True)
-            await _edit(update, *self._list_page(user.id, page))
+            await show_in_place(update, *self._list_page(user.id, page))
             return
         await query.answer()
         if action in ("pause", "resume"):
             if reminder.next_due_at is not None:
                 self.deps.wake(reminder.next_due_at)
-            await _edit(update, *self._list_page(user.id, page))
+            await show_in_place(update, *self._list_page(user.id, page))
         elif action == "edit":
             self._wait(user.id, Pending("edit", now, reminder_id=reminder_id))
-            await _edit(update, *rt.edit_prompt(_listed(reminder, None), page))
+            await show_in_place(update, *rt.edit_prompt(_listed(reminder, None), page))
         elif action == "del":
-            await _edit(update, *rt.delete_question(_listed(reminder, None), page))
+            await show_in_place(update, *rt.delete_question(_listed(reminder, None), page))
         elif action == "delyes":
-            await _edit(update, *self._list_page(user.id, page, note=rt.DELETED))
+            await show_in_place(update, *self._list_page(user.id, page, note=rt.DELETED))
         else:
-            await _edit(update, *self._list_page(user.id, page))
+            await show_in_place(update, *self._list_page(user.id, page))
 
     # --- /stop and resuming --------------------------------------------------------------------
 
@@ -536,7 +535,7 @@ class ReminderHandlers:
                 len(reminders), rt.title(first.kind, first.label), self._next_text(first, zone, now)
             )
         if page is not None:
-            await _edit(update, *self._list_page(user_id, page, note=line))
+            await show_in_place(update, *self._list_page(user_id, page, note=line))
         else:
             await _append(update, line, replacing=rt.RESUME_OFFER)
 
@@ -635,9 +634,9 @@ class ReminderHandlers:
         with new_session(self.deps.engine) as session:
             zone = self._zone(session, user.id)
         if keep and not zone.assumed:
-            await _edit(update, rt.timezone_already(zone.key), None)
+            await show_in_place(update, rt.timezone_already(zone.key), None)
             return
-        await _edit(update, self._apply_zone(user.id, resolved), None)
+        await show_in_place(update, self._apply_zone(user.id, resolved), None)
 
     # --- quiet hours ---------------------------------------------------------------------------
 
@@ -819,19 +818,6 @@ async def _send(chat: Chat, shown: tuple[str, ReplyMarkup | None]) -> None:
     await chat.send_message(text, reply_markup=markup)
 
 
-async def _edit(update: Update, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
-    """Replace the pressed message's content; send a new one when it can't be edited."""
-    query = update.callback_query
-    if query is None:
-        return
-    try:
-        await query.edit_message_text(text, reply_markup=keyboard)
-    except BadRequest as exc:
-        if "not modified" in exc.message:
-            return  # The same button pressed twice: nothing to change.
-        await _chat(update).send_message(text, reply_markup=keyboard)
-
-
 async def _append(update: Update, line: str, *, replacing: str = "") -> None:
     """Keep the pressed message's text, add a line, and take its buttons away.
 
@@ -847,4 +833,4 @@ async def _append(update: Update, line: str, *, replacing: str = "") -> None:
     text = f"{before}\n\n{line}" if before else line
     if len(text) > rt.MAX_MESSAGE:
         text = line
-    await _edit(update, text, None)
+    await show_in_place(update, text, None)

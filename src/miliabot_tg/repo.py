@@ -213,6 +213,21 @@ def _reschedule_all(
     return reminders
 
 
+def _refresh_next_due(
+    session: Session, reminder: Reminder, user: User, now: datetime, default_key: str
+) -> None:
+    """Recompute one reminder's next firing after a change to it."""
+    prefs = session.get(UserPreferences, user.id)
+    reminder.next_due_at = _next_due(
+        reminder,
+        user,
+        user_zone(user, default_key),
+        now,
+        all_paused=prefs is not None and prefs.reminders_paused,
+    )
+    session.add(reminder)
+
+
 def _next_due(
     reminder: Reminder, user: User, zone: tzinfo, now: datetime, *, all_paused: bool
 ) -> datetime | None:
@@ -232,7 +247,6 @@ def add_reminder(
     user = session.get(User, user_id)
     if user is None:
         raise LookupError(f"unknown user {user_id}")
-    prefs = session.get(UserPreferences, user_id)
     reminder = Reminder(
         user_id=user_id,
         kind=spec.kind,
@@ -241,11 +255,7 @@ def add_reminder(
         created_at=now,
         updated_at=now,
     )
-    all_paused = prefs is not None and prefs.reminders_paused
-    reminder.next_due_at = _next_due(
-        reminder, user, user_zone(user, default_key), now, all_paused=all_paused
-    )
-    session.add(reminder)
+    _refresh_next_due(session, reminder, user, now, default_key)
     session.commit()
     return reminder
 
@@ -278,15 +288,7 @@ def set_reminder_paused(
         return None
     reminder.paused = paused
     reminder.updated_at = now
-    prefs = session.get(UserPreferences, user_id)
-    reminder.next_due_at = _next_due(
-        reminder,
-        user,
-        user_zone(user, default_key),
-        now,
-        all_paused=prefs is not None and prefs.reminders_paused,
-    )
-    session.add(reminder)
+    _refresh_next_due(session, reminder, user, now, default_key)
     session.commit()
     return reminder
 
@@ -307,15 +309,7 @@ def update_reminder_rule(
         return None
     reminder.rule = rule.to_text()
     reminder.updated_at = now
-    prefs = session.get(UserPreferences, user_id)
-    reminder.next_due_at = _next_due(
-        reminder,
-        user,
-        user_zone(user, default_key),
-        now,
-        all_paused=prefs is not None and prefs.reminders_paused,
-    )
-    session.add(reminder)
+    _refresh_next_due(session, reminder, user, now, default_key)
     session.commit()
     return reminder
 
