@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests migrations
-	$(BIN)/ruff format --check src tests migrations
+	$(BIN)/ruff check src tests migrations bench
+	$(BIN)/ruff format --check src tests migrations bench
 	$(BIN)/mypy
 
 test: lint
@@ -34,3 +34,9 @@ migrate: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# The benchmarks of issue 3 (start-up, dispatch, punctuality); they need PostgreSQL too.
+bench: $(STAMP)
+	$(BIN)/python -m bench.startup
+	$(BIN)/python -m bench.dispatch
+	$(BIN)/python -m bench.punctuality

@@ -318,29 +318,35 @@ class Dispatcher:
             query = query.with_for_update(skip_locked=True, of=REMINDERS)
         with self.engine.begin() as conn:
             rows = conn.execute(query).all()
+            if not rows:
+                return 0
+            # At a busy minute thousands of reminders share a rule, a zone and a due time
+            # ("08:00 daily, Europe/Berlin"): do their calendar work once.
+            calendar: dict[tuple[str, str | None, datetime], tuple[list[datetime], datetime]] = {}
             occurrences: list[dict[str, Any]] = []
             moves: list[dict[str, Any]] = []
             for row in rows:
-                occurrences += self._occurrences_for(row, now)
-                zone = self._zone(row.timezone)
-                moves.append(
-                    {
-                        "rid": row.id,
-                        "old": row.next_due_at,
-                        "new": next_occurrence(Rule.from_text(row.rule), zone, now),
-                    }
-                )
-            if not rows:
-                return 0
+                key = (row.rule, row.timezone, row.next_due_at)
+                if key not in calendar:
+                    calendar[key] = self._calendar(row.rule, row.timezone, row.next_due_at, now)
+                due, following = calendar[key]
+                occurrences += self._occurrences_for(row, due, now)
+                moves.append({"rid": row.id, "old": row.next_due_at, "new": following})
             self._move_reminders(conn, moves)
             self._insert_occurrences(conn, occurrences)
         return len(rows)
 
-    def _occurrences_for(self, row: Any, now: datetime) -> list[dict[str, Any]]:
-        zone = self._zone(row.timezone)
-        rule = Rule.from_text(row.rule)
-        first: datetime = row.next_due_at
+    def _calendar(
+        self, rule_text: str, zone_key: str | None, first: datetime, now: datetime
+    ) -> tuple[list[datetime], datetime]:
+        """Return the occurrences due from `first` up to now, and the one after now."""
+        rule, zone = Rule.from_text(rule_text), self._zone(zone_key)
         due = [first, *calendar_between(rule, zone, first, now)]
+        return due, next_occurrence(rule, zone, now)
+
+    def _occurrences_for(
+        self, row: Any, due: list[datetime], now: datetime
+    ) -> list[dict[str, Any]]:
         send, missed = plan_due(due, now, self.policy.grace)
         quiet = (
             QuietHours.from_text(f"{row.quiet_start}-{row.quiet_end}")
@@ -354,11 +360,14 @@ class Dispatcher:
             for t in missed
         ]
         if send is not None:
+            due_at = (
+                send if quiet is None else defer_out_of_quiet(send, quiet, self._zone(row.timezone))
+            )
             rows.append(
                 {
                     **common,
                     "scheduled_for": send,
-                    "due_at": defer_out_of_quiet(send, quiet, zone),
+                    "due_at": due_at,
                     "status": PENDING,
                     "late": send < now - self.policy.late_after,
                     "outcome_at": None,

@@ -1,0 +1,72 @@
+"""The benchmarks still run: each with --quick, its last line one JSON object of figures.
+
+Only the shape and sanity of the figures are checked here; the targets are for `make bench`
+on a quiet machine, not for CI.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(module: str, *args: str) -> dict[str, float]:
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--quick", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) > 1, "readable figures come before the JSON line"
+    figures = json.loads(lines[-1])
+    assert isinstance(figures, dict)
+    for key, value in figures.items():
+        assert isinstance(value, int | float) and math.isfinite(value), (key, value)
+        assert value > 0, (key, value)
+    return figures
+
+
+def test_startup_benchmark_reports_ready_time_and_memory(tmp_path: Path) -> None:
+    figures = _run("bench.startup", "--cache-dir", str(tmp_path))
+    assert set(figures) == {
+        "reminders",
+        "ready_s",
+        "rss_mib",
+        "jobqueue_reminders",
+        "jobqueue_ready_s",
+        "jobqueue_rss_mib",
+    }
+    assert figures["reminders"] > figures["jobqueue_reminders"]
+    assert figures["ready_s"] < 120 and figures["jobqueue_ready_s"] < 120
+    assert 10 < figures["rss_mib"] < 4096 and 10 < figures["jobqueue_rss_mib"] < 4096
+
+
+@pytest.mark.postgres
+def test_dispatch_benchmark_reports_rates_on_both_databases() -> None:
+    figures = _run("bench.dispatch")
+    assert set(figures) == {
+        "sqlite_per_s",
+        "postgres_per_s",
+        "bare_ptb_per_s",
+        "sqlite_ratio",
+        "postgres_ratio",
+    }
+    # Each ratio is against the bare runs beside that database's run, not their overall mean.
+    for db in ("sqlite", "postgres"):
+        overall = figures[f"{db}_per_s"] / figures["bare_ptb_per_s"]
+        assert overall / 3 < figures[f"{db}_ratio"] < overall * 3
+
+
+def test_punctuality_benchmark_reports_lateness() -> None:
+    figures = _run("bench.punctuality")
+    assert set(figures) == {"p50_s", "p99_s"}
+    assert figures["p50_s"] <= figures["p99_s"] < 60
