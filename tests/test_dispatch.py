@@ -392,3 +392,19 @@ async def test_processes_sharing_a_database_split_telegrams_global_rate(bot: Har
     bot.clock.advance(timedelta(minutes=5))  # ... and a crashed one once it goes silent
     await bot.dispatcher.run_cycle()
     assert pacer.global_rate == full
+
+
+async def test_a_reminder_due_at_the_moment_of_a_timezone_change_still_fires(
+    bot: Harness,
+) -> None:
+    bot.clock.now = _at(date(2026, 11, 26), 8, 0)
+    _user(bot)
+    reminder = _remind(bot, "sunscreen 08:30 daily")
+    bot.clock.now = _at(date(2026, 11, 26), 8, 30)
+    with new_session(bot.engine) as session:
+        repo.set_timezone(
+            session=session, user_id=USER, key="Asia/Kolkata", now=bot.clock(), default_key="UTC"
+        )
+    assert await bot.dispatcher.run_cycle() == 1
+    # The next one follows the new zone: 08:30 in Kolkata is 03:00 UTC.
+    assert _reminder(bot, reminder.id or 0).next_due_at == datetime(2026, 11, 27, 3, 0, tzinfo=UTC)

@@ -207,7 +207,13 @@ def _reschedule_all(
     zone = user_zone(user, default_key)
     reminders = list(session.exec(select(Reminder).where(col(Reminder.user_id) == user.id)))
     for reminder in reminders:
-        reminder.next_due_at = _next_due(reminder, user, zone, now, all_paused=all_paused)
+        upcoming = _next_due(reminder, user, zone, now, all_paused=all_paused)
+        already_due = reminder.next_due_at is not None and reminder.next_due_at <= now
+        if upcoming is not None and already_due:
+            # Due this very moment and not yet picked up: let it fire; the dispatcher
+            # computes the following time in the new zone.
+            continue
+        reminder.next_due_at = upcoming
         reminder.updated_at = now
         session.add(reminder)
     return reminders
