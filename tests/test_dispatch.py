@@ -408,3 +408,26 @@ async def test_a_reminder_due_at_the_moment_of_a_timezone_change_still_fires(
     assert await bot.dispatcher.run_cycle() == 1
     # The next one follows the new zone: 08:30 in Kolkata is 03:00 UTC.
     assert _reminder(bot, reminder.id or 0).next_due_at == datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+
+
+async def test_a_stopping_bot_finishes_its_batch_and_leaves_the_rest_in_the_database(
+    bot: Harness,
+) -> None:
+    bot.clock.now = _at(date(2026, 11, 26), 8, 0)
+    for user_id in range(7000, 7030):
+        _user(bot, user_id)
+        _remind(bot, "sunscreen 08:30 daily", user_id)
+    bot.clock.now = _at(date(2026, 11, 26), 8, 30)
+    stopping = Dispatcher(
+        bot=bot.app.bot,
+        engine=bot.engine,
+        guide=bot.guide,
+        clock=bot.clock,
+        default_tz="UTC",
+        policy=DispatchPolicy(batch=10),
+        keep_going=lambda: False,
+    )
+    assert await stopping.run_cycle() == 10
+    statuses = [o.status for o in _occurrences(bot)]
+    assert statuses.count("sent") == 10
+    assert await bot.dispatcher.run_cycle() == 20, "the next start sends the rest"

@@ -93,6 +93,7 @@ def build_application(
             lease=timedelta(seconds=settings.claim_lease_seconds),
         ),
         on_share=share_rate,
+        keep_going=lambda: app.running,
     )
     deps = replace(deps, wake=dispatcher.wake)
     # Order matters: the reminder handlers take locations and typed answers they asked for

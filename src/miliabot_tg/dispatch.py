@@ -139,6 +139,7 @@ class Dispatcher:
         policy: DispatchPolicy | None = None,
         instance: str | None = None,
         on_share: Callable[[int], None] = lambda _processes: None,
+        keep_going: Callable[[], bool] = lambda: True,
     ) -> None:
         self.engine = engine
         self.guide = guide
@@ -157,6 +158,9 @@ class Dispatcher:
         # Telegram's global rate.
         self.on_share = on_share
         self._last_heartbeat: datetime | None = None
+        # False once the application is stopping: finish the batch in hand, take no more,
+        # so a shutdown with a large backlog is quick and the rest waits in the database.
+        self.keep_going = keep_going
 
     # --- waking up -------------------------------------------------------------------------
 
@@ -229,6 +233,9 @@ class Dispatcher:
                 await self._send_all(claimed)
                 attempted += len(claimed)
             if made < self.policy.batch and len(claimed) < self.policy.batch:
+                return attempted
+            if not self.keep_going():
+                log.info("stopping with work left in the database for the next start")
                 return attempted
             now = self.clock()
 
