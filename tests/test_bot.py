@@ -258,3 +258,19 @@ async def test_the_bot_runs_on_postgresql(tmp_path: Path, postgres_url: str) -> 
         with new_session(harness.engine) as session:
             assert repo.count_users(session=session, status=UserStatus.ACTIVE) == 1
         assert harness.failures() == []
+
+
+async def test_operators_get_one_error_note_a_minute_not_a_flood(bot: Harness) -> None:
+    for _ in range(3):
+        bot.standin.fail_next("sendMessage", status=400, description="Bad Request: odd")
+        await bot.say("/help")
+    assert len(bot.standin.chat(42)) == 1
+    bot.clock.advance(timedelta(minutes=1))
+    bot.standin.fail_next("sendMessage", status=400, description="Bad Request: odd")
+    await bot.say("/help")
+    notes = bot.standin.chat(42)
+    assert len(notes) == 2
+    assert "(and 2 more since the last note; see the logs)" in notes[1].plain
+    apologies = [m for m in bot.standin.chat(USER) if m.plain.startswith("Sorry")]
+    assert len(apologies) == 4, "every user still hears that something went wrong"
+    bot.allow_failures("Bad Request: odd")

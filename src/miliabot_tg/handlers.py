@@ -34,6 +34,7 @@ Context = CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any
 # A /start within this long of the first message still counts as a first visit.
 FIRST_VISIT = timedelta(minutes=1)
 SEARCH_RESULTS = 5
+ALERT_EVERY = timedelta(minutes=1)
 SUGGESTIONS = 4
 
 
@@ -54,6 +55,8 @@ class Handlers:
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
+        self._last_alert: datetime | None = None
+        self._unreported = 0
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Register every handler. Order matters: the first matching handler in a group wins."""
@@ -210,9 +213,18 @@ class Handlers:
         log.error("error while handling an update", exc_info=context.error)
         if isinstance(update, Update):
             await self._apologise(update)
+        # When the database is down every update fails; one note a minute is enough.
+        now = self.deps.clock()
+        if self._last_alert is not None and now - self._last_alert < ALERT_EVERY:
+            self._unreported += 1
+            return
+        self._last_alert = now
         error = context.error
         summary = f"{type(error).__name__}: {error}" if error else "unknown error"
         note = f"⚠️ Error while handling an update:\n<code>{html.escape(summary[:500])}</code>"
+        if self._unreported:
+            note += f"\n(and {self._unreported} more since the last note; see the logs)"
+            self._unreported = 0
         for admin_id in sorted(self.deps.settings.admin_ids):
             try:
                 await context.bot.send_message(admin_id, note)
