@@ -49,7 +49,7 @@ from miliabot_tg.dispatch import DispatchPolicy
 from miliabot_tg.handlers import Deps
 from miliabot_tg.models import utcnow
 from miliabot_tg.paths import bundled_dir
-from miliabot_tg.reminder_texts import reminder_message, tip_for
+from miliabot_tg.reminders.texts import reminder_message, tip_for
 from miliabot_tg.standin import DEFAULT_TOKEN
 
 FULL = 10_000

@@ -12,11 +12,11 @@ import pytest
 from sqlmodel import select
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from miliabot_tg import reminder_texts as rt
 from miliabot_tg import repo
 from miliabot_tg.db import new_session
 from miliabot_tg.models import Occurrence, Reminder, User, UserPreferences
-from miliabot_tg.reminder_handlers import ReminderHandlers
+from miliabot_tg.reminders import texts as rt
+from miliabot_tg.reminders.handlers import ReminderHandlers
 from miliabot_tg.schedule import EveryNDays, Rule, next_occurrence, parse_remind
 from miliabot_tg.standin import BotMessage
 from tests.harness import GUIDE, USER, Harness, running_bot
@@ -900,7 +900,7 @@ async def test_a_finished_or_foreign_occurrence_changes_nothing(bot: Harness) ->
     assert (row.status, row.snoozes) == ("done", 0)
 
 
-# --- reminder_texts on its own -----------------------------------------------------------------
+# --- reminders.texts on its own ----------------------------------------------------------------
 
 
 def test_reminder_message_text_for_each_kind_late_and_follow_up() -> None:

@@ -13,7 +13,7 @@ from miliabot_tg import texts
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
 from miliabot_tg.pacing import Pacer
-from miliabot_tg.reminder_handlers import ReminderHandlers
+from miliabot_tg.reminders.handlers import ReminderHandlers
 
 BotApplication = Application[Any, Any, Any, Any, Any, Any]
 

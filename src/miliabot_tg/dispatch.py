@@ -43,7 +43,7 @@ from miliabot_tg.models import (
     UTCDateTime,
 )
 from miliabot_tg.pacing import PaceArgs, Priority
-from miliabot_tg.reminder_texts import reminder_message, tip_for
+from miliabot_tg.reminders.texts import reminder_message, tip_for
 from miliabot_tg.schedule import QuietHours, Rule, defer_out_of_quiet, next_occurrence
 from miliabot_tg.schedule import occurrences_between as calendar_between
 from miliabot_tg.timezones import zone_from_key

@@ -22,10 +22,11 @@ from telegram.ext import (
     filters,
 )
 
-from miliabot_tg import reminder_texts, repo, texts
+from miliabot_tg import repo, texts
 from miliabot_tg.config import Settings
 from miliabot_tg.content import Guide
 from miliabot_tg.db import new_session
+from miliabot_tg.reminders.texts import resume_offer
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class Handlers:
         text = texts.welcome(user.first_name, returning=returning)
         keyboard: InlineKeyboardMarkup | None = None
         if prefs is not None and prefs.reminders_paused:
-            offer, keyboard = reminder_texts.resume_offer()
+            offer, keyboard = resume_offer()
             text = f"{text}\n\n{offer}"
         await message.reply_text(text, reply_markup=keyboard)
 
