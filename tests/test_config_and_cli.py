@@ -141,3 +141,17 @@ def test_redacting_formatter_hides_the_token_in_messages_and_tracebacks() -> Non
     assert SECRET not in text
     assert "https://x/bot<token>/getMe" in text
     assert "The token `<token>` was rejected" in text
+
+
+def test_an_unreachable_database_is_one_clear_line_without_the_password(tmp_path: Path) -> None:
+    env = {
+        "MILIABOT_TOKEN": SECRET,
+        "MILIABOT_DATABASE_URL": "postgresql://postgres:hunter2@127.0.0.1:1/nowhere",
+    }
+    result = _miliabot("run", env=env, cwd=tmp_path)
+    assert result.returncode == 69
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("miliabot: cannot use the database in MILIABOT_DATABASE_URL:")
+    assert "Connection refused" in lines[0] or "connection failed" in lines[0]
+    assert "hunter2" not in result.stderr and SECRET not in result.stderr

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from telegram import Update
 from telegram.error import InvalidToken
 
@@ -19,6 +20,7 @@ from miliabot_tg.models import utcnow
 log = logging.getLogger("miliabot")
 
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: a service we need is not there
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -44,6 +46,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
         )
         code = EXIT_USAGE
+    except OperationalError as exc:
+        # The driver's first line says what failed (refused, bad password, no database).
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        print(
+            f"miliabot: cannot use the database in MILIABOT_DATABASE_URL: {reason}", file=sys.stderr
+        )
+        code = EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         code = 130
     raise SystemExit(code)
