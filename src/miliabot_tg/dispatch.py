@@ -233,6 +233,8 @@ class Dispatcher:
                 await self._send_all(claimed)
                 attempted += len(claimed)
             if made < self.policy.batch and len(claimed) < self.policy.batch:
+                if attempted:
+                    log.info("dispatched %d reminder message(s)", attempted)
                 return attempted
             if not self.keep_going():
                 log.info("stopping with work left in the database for the next start")
@@ -562,6 +564,10 @@ class Dispatcher:
                     .values(status=FAILED, outcome_at=now, error=_bind("err"), claimed_by=None),
                     failed,
                 )
+        if retry or failed:
+            log.info(
+                "reminders: %d sent, %d to retry, %d failed", len(sent), len(retry), len(failed)
+            )
         if blocked_users:
             with new_session(self.engine) as session:
                 for user_id in blocked_users:
