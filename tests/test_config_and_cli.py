@@ -11,7 +11,6 @@ import pytest
 from miliabot_tg.config import ConfigError, load_settings
 from miliabot_tg.logs import RedactingFormatter
 
-ROOT = Path(__file__).resolve().parents[1]
 SECRET = "987654:AAH-secret-token-value"
 
 

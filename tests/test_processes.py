@@ -5,16 +5,36 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
-from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
+from sqlmodel import select
 
-ROOT = Path(__file__).resolve().parents[1]
+from miliabot_tg import repo
+from miliabot_tg.db import make_engine, migrate, new_session
+from miliabot_tg.dispatch import DispatchPolicy
+from miliabot_tg.models import Occurrence, utcnow
+from miliabot_tg.schedule import parse_remind
+from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
 
 
 def _env(**extra: str) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MILIABOT_")}
     return {**clean, **extra}
+
+
+async def _start_bot(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    """Start `miliabot run` as its own process, as an operator would."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "miliabot_tg",
+        "run",
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 async def test_run_serves_start_guide_buttons_and_search_over_http(tmp_path: Path) -> None:
@@ -24,16 +44,7 @@ async def test_run_serves_start_guide_buttons_and_search_over_http(tmp_path: Pat
             MILIABOT_API_URL=standin.api_root,
             MILIABOT_DATABASE_URL=f"sqlite:///{tmp_path / 'bot.sqlite3'}",
         )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "miliabot_tg",
-            "run",
-            env=env,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await _start_bot(env, tmp_path)
         try:
             await standin.wait_for(lambda: standin.calls_to("getUpdates"), timeout=30)
             assert [name for name, _ in standin.commands][:2] == ["guide", "help"]
@@ -86,16 +97,6 @@ def test_console_transcript_from_a_pipe(tmp_path: Path) -> None:
 async def test_reminders_survive_sigkill_mid_dispatch_and_arrive_at_least_once(
     tmp_path: Path,
 ) -> None:
-    from datetime import timedelta
-
-    from sqlmodel import select
-
-    from miliabot_tg import repo
-    from miliabot_tg.db import make_engine, migrate, new_session
-    from miliabot_tg.dispatch import DispatchPolicy
-    from miliabot_tg.models import Occurrence, utcnow
-    from miliabot_tg.schedule import parse_remind
-
     url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
     engine = make_engine(url)
     migrate(engine)
@@ -128,19 +129,7 @@ async def test_reminders_survive_sigkill_mid_dispatch_and_arrive_at_least_once(
             MILIABOT_CLAIM_LEASE_SECONDS="2",
         )
 
-        async def start_bot() -> asyncio.subprocess.Process:
-            return await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "miliabot_tg",
-                "run",
-                env=env,
-                cwd=tmp_path,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
-
-        first = await start_bot()
+        first = await _start_bot(env, tmp_path)
         await standin.wait_for(lambda: len(delivered()) >= 60, timeout=60)
         first.kill()  # SIGKILL: no clean-up, claims left behind
         await first.wait()
@@ -148,7 +137,7 @@ async def test_reminders_survive_sigkill_mid_dispatch_and_arrive_at_least_once(
         before = len(delivered())
         assert before < len(users), "the kill must land in the middle of the dispatch"
 
-        second = await start_bot()
+        second = await _start_bot(env, tmp_path)
         try:
             await standin.wait_for(lambda: len(delivered()) == len(users), timeout=60)
             await standin.settle(quiet=0.3)

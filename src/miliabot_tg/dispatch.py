@@ -173,7 +173,9 @@ class Dispatcher:
         """Make sure a cycle runs by `when` (a reminder was added, edited or snoozed)."""
         if when is None or self._job_queue is None:
             return
-        if self._running:
+        if self._running and when <= self.clock():
+            # Due already: run again after this cycle. Later times are found in the
+            # database when the cycle ends and plans its next wake-up.
             self._again = True
         if self._wake_at is None or when < self._wake_at:
             self._schedule(when)
