@@ -260,20 +260,47 @@ async def test_a_429_hands_the_wait_back_to_the_database(bot: Harness) -> None:
     bot.allow_failures("Too Many Requests: retry after 2")
 
 
-async def test_server_errors_are_retried_with_backoff_then_given_up(bot: Harness) -> None:
+async def test_server_errors_are_retried_until_the_grace_window_ends_then_missed(
+    bot: Harness,
+) -> None:
     bot.clock.now = _at(date(2026, 11, 26), 8, 0)
     _user(bot)
     _remind(bot, "sunscreen 08:30 daily")
-    bot.clock.now = _at(date(2026, 11, 26), 8, 30)
-    bot.standin.fail_next("sendMessage", status=502, count=100)
-    for attempt in range(1, 7):
+    due = _at(date(2026, 11, 26), 8, 30)
+    bot.clock.now = due
+    bot.standin.fail_next("sendMessage", status=502, count=1000)
+    while True:
         await bot.dispatcher.run_cycle()
         (occurrence,) = _occurrences(bot)
-        assert occurrence.attempts == attempt
-        if attempt < 6:
-            assert occurrence.status == "pending"
-            bot.clock.advance(retry_delay(attempt))
-    assert occurrence.status == "failed"
+        if occurrence.status != "pending":
+            break
+        assert occurrence.due_at > bot.clock.now, "each retry is planned for later"
+        bot.clock.now = occurrence.due_at
+    grace = DispatchPolicy().grace
+    assert occurrence.status == "missed", "an outage is recorded as missed, not failed"
+    assert due + grace - timedelta(minutes=5) <= bot.clock.now <= due + grace
+    assert occurrence.attempts > 20, "retried for the whole window, not given up by count"
+    bot.allow_failures("Bad Gateway")
+
+
+async def test_a_send_that_recovers_late_in_the_grace_window_is_delivered(bot: Harness) -> None:
+    bot.clock.now = _at(date(2026, 11, 26), 8, 0)
+    _user(bot)
+    _remind(bot, "sunscreen 08:30 daily")
+    due = _at(date(2026, 11, 26), 8, 30)
+    bot.clock.now = due
+    # 25 failures with backoff capped at 5 minutes: Telegram is back after about 100 minutes.
+    bot.standin.fail_next("sendMessage", status=502, count=25)
+    while True:
+        await bot.dispatcher.run_cycle()
+        (occurrence,) = _occurrences(bot)
+        if occurrence.status != "pending":
+            break
+        bot.clock.now = occurrence.due_at
+    assert occurrence.status == "sent"
+    assert bot.clock.now - due > timedelta(minutes=90)
+    (message,) = bot.standin.chat(USER)
+    assert "sunscreen" in message.plain.lower()
     bot.allow_failures("Bad Gateway")
 
 

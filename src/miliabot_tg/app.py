@@ -42,8 +42,16 @@ def build_application(
     drive its cycles by hand on a frozen clock.
     """
     settings = deps.settings
-
-    pacer = Pacer(global_rate=settings.global_rate, chat_rate=settings.chat_rate)
+    policy = policy or DispatchPolicy(
+        grace=timedelta(minutes=settings.grace_minutes),
+        lease=timedelta(seconds=settings.claim_lease_seconds),
+        history=timedelta(days=settings.history_days),
+    )
+    pacer = Pacer(
+        global_rate=settings.global_rate,
+        chat_rate=settings.chat_rate,
+        max_in_flight=policy.concurrency,
+    )
 
     def share_rate(processes: int) -> None:
         """Several processes on one database split Telegram's global limit between them."""
@@ -87,12 +95,9 @@ def build_application(
         guide=deps.guide,
         clock=deps.clock,
         default_tz=settings.default_tz,
-        policy=policy
-        or DispatchPolicy(
-            grace=timedelta(minutes=settings.grace_minutes),
-            lease=timedelta(seconds=settings.claim_lease_seconds),
-        ),
+        policy=policy,
         on_share=share_rate,
+        send_rate=lambda: pacer.global_rate,
         keep_going=lambda: app.running,
     )
     deps = replace(deps, wake=dispatcher.wake)

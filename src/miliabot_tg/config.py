@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     grace_minutes: float = Field(default=120.0, ge=0)
     # A dispatcher's claim on a reminder it is sending expires after this long.
     claim_lease_seconds: float = Field(default=60.0, gt=0)
+    # Finished reminder occurrences are kept this long (a year of progress history), then pruned.
+    history_days: int = Field(default=400, ge=1)
 
     @field_validator("api_url")
     @classmethod

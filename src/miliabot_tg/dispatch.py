@@ -10,21 +10,29 @@ this one stopped.
 Delivery is at-least-once. Telegram's sendMessage has no idempotency key, so a process
 killed after Telegram accepted a message but before the outcome was committed cannot
 know it was sent; its claim expires after `lease` and the occurrence is sent again. The
-duplicate window is therefore the few milliseconds between Telegram's answer and our
-commit, for at most `concurrency` messages in flight; nothing is ever lost.
+duplicate window is therefore the moment between Telegram's answer and our commit, for
+the messages in flight or not yet recorded; nothing is ever lost.
+
+A claim never expires under a live sender: a cycle claims only what it can send well
+within the lease at its share of the rate, renews its claims while it sends, and checks
+the claim once more at the moment the pacer lets each message go (`PaceArgs.go_ahead`).
+So another process takes over a message only when its sender is dead or cut off from the
+database, whatever the number of processes or the length of a 429 pause.
 """
 
 import asyncio
 import logging
+import math
 import os
 import socket
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, delete, func, select, update
+from sqlalchemy import Engine, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
@@ -34,6 +42,7 @@ from miliabot_tg import repo
 from miliabot_tg.content import Guide
 from miliabot_tg.db import new_session
 from miliabot_tg.models import (
+    INSTANCE_LENGTH,
     DispatcherHeartbeat,
     Occurrence,
     OccurrenceStatus,
@@ -42,8 +51,8 @@ from miliabot_tg.models import (
     UserPreferences,
     UTCDateTime,
 )
-from miliabot_tg.pacing import PaceArgs, Priority
-from miliabot_tg.reminders.texts import reminder_message, tip_for
+from miliabot_tg.pacing import PaceArgs, PacerClosedError, Priority, SendAbandonedError
+from miliabot_tg.reminders.texts import MAX_GROUPED, DueReminder, reminders_message, tip_for
 from miliabot_tg.schedule import QuietHours, Rule, defer_out_of_quiet, next_occurrence
 from miliabot_tg.schedule import occurrences_between as calendar_between
 from miliabot_tg.timezones import zone_from_key
@@ -62,8 +71,12 @@ PENDING, SENDING, SENT = (
     OccurrenceStatus.SENT.value,
 )
 MISSED, FAILED = OccurrenceStatus.MISSED.value, OccurrenceStatus.FAILED.value
-# A send retried this many times (network faults, 5xx) is given up.
-MAX_ATTEMPTS = 6
+# Finished occurrences: history, kept for `DispatchPolicy.history`, then deleted.
+FINISHED = tuple(s.value for s in OccurrenceStatus if s.value not in (*repo.CLAIMABLE, SENDING))
+# How often old history is pruned.
+PRUNE_EVERY = timedelta(hours=1)
+# Outcomes that never reach the database as a status of their own.
+BLOCKED, ABANDONED = "blocked", "abandoned"
 
 
 @dataclass(frozen=True)
@@ -74,10 +87,28 @@ class DispatchPolicy:
     lease: timedelta = timedelta(seconds=60)  # a claim older than this is presumed dead
     late_after: timedelta = timedelta(minutes=1)  # sent later than this counts as late
     batch: int = 500  # rows per transaction
-    concurrency: int = 64  # sends in flight at once
+    concurrency: int = 64  # sends in flight at once (the pacer's `max_in_flight`)
     flush_every: int = 16  # outcomes recorded per transaction while a batch is sent
     idle_poll: timedelta = timedelta(seconds=30)  # wake at least this often (other processes)
     heartbeat: timedelta = timedelta(seconds=10)  # how often a process says it is alive
+    retry_soon: timedelta = timedelta(seconds=5)  # after a failed cycle (database trouble)
+    history: timedelta = timedelta(days=400)  # finished occurrences are kept this long
+    prune_batch: int = 1000  # history rows deleted per transaction
+
+    @property
+    def renew_every(self) -> timedelta:
+        """How often claims are renewed while their messages wait to be sent."""
+        return self.lease / 4
+
+    @property
+    def claim_margin(self) -> timedelta:
+        """A claim this close to expiry is not used: a send must finish well before it does."""
+        return self.lease / 2
+
+    @property
+    def stalled_after(self) -> timedelta:
+        """A dispatcher that has not finished a cycle for this long is restarted."""
+        return 3 * self.idle_poll
 
 
 def plan_due(
@@ -96,7 +127,39 @@ def plan_due(
 
 def retry_delay(attempts: int) -> timedelta:
     """Back off 5 s, 10 s, 20 s … up to 5 minutes between attempts at a flaky send."""
-    return timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 300))
+    return timedelta(seconds=min(5 * 2 ** min(max(attempts - 1, 0), 10), 300))
+
+
+def claim_limit(policy: DispatchPolicy, rate: float) -> int:
+    """How many occurrences one cycle may claim: what goes out in half a lease at `rate`.
+
+    Claiming more than can be sent before the claims need renewing only makes other
+    processes wait for work this one cannot do yet.
+    """
+    if not rate > 0:
+        return 1
+    fits = rate * policy.lease.total_seconds() / 2
+    return max(1, min(policy.batch, math.floor(fits) if math.isfinite(fits) else policy.batch))
+
+
+def instance_name(hostname: str, pid: int, nonce: str) -> str:
+    """Name this process in claims and heartbeats, within the column's 64 characters."""
+    suffix = f":{pid}:{nonce}"
+    return hostname[: INSTANCE_LENGTH - len(suffix)] + suffix
+
+
+def in_groups(claimed: Sequence["Claimed"], size: int = MAX_GROUPED) -> Iterator[list["Claimed"]]:
+    """Group claimed occurrences by user, in claim order, at most `size` to a message.
+
+    A person with several reminders at one minute wants one message, not a burst; and one
+    message per chat keeps a batch from waiting on any chat's pacing.
+    """
+    by_user: dict[int, list[Claimed]] = {}
+    for item in claimed:
+        by_user.setdefault(item.user_id, []).append(item)
+    for items in by_user.values():
+        for start in range(0, len(items), size):
+            yield items[start : start + size]
 
 
 @dataclass(frozen=True)
@@ -112,6 +175,15 @@ class Claimed:
     kind: str
     label: str
     zone: tzinfo
+    expires_at: datetime  # retried until then, then recorded missed
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What this dispatcher knows about its claims while a batch is being sent."""
+
+    valid_until: datetime  # the earliest moment any of them may be taken over
+    lost: frozenset[int] = frozenset()  # claims another process has taken since
 
 
 @dataclass(frozen=True)
@@ -119,7 +191,7 @@ class Outcome:
     """What happened to one send."""
 
     claimed: Claimed
-    status: str  # SENT, PENDING (try again at retry_at), FAILED, or "blocked"
+    status: str  # SENT, PENDING (try again at retry_at), MISSED, FAILED, BLOCKED or ABANDONED
     message_id: int | None = None
     retry_at: datetime | None = None
     error: str | None = None
@@ -139,6 +211,7 @@ class Dispatcher:
         policy: DispatchPolicy | None = None,
         instance: str | None = None,
         on_share: Callable[[int], None] = lambda _processes: None,
+        send_rate: Callable[[], float] = lambda: math.inf,
         keep_going: Callable[[], bool] = lambda: True,
     ) -> None:
         self.engine = engine
@@ -146,18 +219,29 @@ class Dispatcher:
         self.clock = clock
         self.default_tz = default_tz
         self.policy = policy or DispatchPolicy()
-        self.instance = instance or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.instance = instance or instance_name(
+            socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8]
+        )
         self._dialect = engine.dialect.name
         self._job_queue: JobQueue[Any] | None = None
         self._job: Job[Any] | None = None
         self._wake_at: datetime | None = None
         self._running = False
         self._again = False
+        self._cycle_task: asyncio.Task[None] | None = None
+        # Monotonic time of the last sign of progress (a cycle or batch finished, claims
+        # renewed); the watchdog restarts a dispatcher that shows none for too long.
+        self._last_progress = time.monotonic()
         self.bot = bot
         # Told how many bot processes share the database, so each can take its part of
-        # Telegram's global rate.
+        # Telegram's global rate; `send_rate` reads back the part this process has.
         self.on_share = on_share
+        self.send_rate = send_rate
         self._last_heartbeat: datetime | None = None
+        self._claims = Claims(valid_until=datetime.min.replace(tzinfo=UTC))
+        # Outcomes of messages Telegram has answered that the database has not taken yet
+        # (it failed mid-batch); written first thing in the next cycle.
+        self._unrecorded: list[Outcome] = []
         # False once the application is stopping: finish the batch in hand, take no more,
         # so a shutdown with a large backlog is quick and the rest waits in the database.
         self.keep_going = keep_going
@@ -165,8 +249,19 @@ class Dispatcher:
     # --- waking up -------------------------------------------------------------------------
 
     def start(self, job_queue: "JobQueue[Any]") -> None:
-        """Begin dispatching through PTB's JobQueue, with a first cycle right away."""
+        """Begin dispatching through PTB's JobQueue, with a first cycle right away.
+
+        Beside it run a watchdog, which restarts a dispatcher that has stopped cycling,
+        and the pruning of old history.
+        """
         self._job_queue = job_queue
+        self._last_progress = time.monotonic()
+        job_queue.run_repeating(
+            self._watchdog, interval=self.policy.idle_poll.total_seconds(), name="watchdog"
+        )
+        job_queue.run_repeating(
+            self._prune, interval=PRUNE_EVERY.total_seconds(), first=60.0, name="prune"
+        )
         self._schedule(self.clock())
 
     def wake(self, when: datetime | None) -> None:
@@ -198,50 +293,95 @@ class Dispatcher:
             self._again = True
             return
         self._running = True
+        # A task of our own, so that the watchdog can cancel a cycle that hangs.
+        self._cycle_task = asyncio.create_task(self._cycles())
+        await asyncio.wait({self._cycle_task})
+
+    async def _cycles(self) -> None:
+        """Run cycles while more is due, then plan the next wake-up, whatever happened."""
+        wake_at: datetime | None = None
         try:
             while True:
                 self._again = False
                 await self.run_cycle()
                 if not self._again:
                     break
+            now = self.clock()
+            next_due = await asyncio.to_thread(self.next_due)
+            wake_at = now + self.policy.idle_poll
+            if next_due is not None and next_due < wake_at:
+                wake_at = next_due
         except Exception:
-            log.exception("dispatch cycle failed; trying again shortly")
+            wake_at = self.clock() + self.policy.retry_soon
+            log.exception(
+                "dispatch cycle failed; trying again in %d s", self.policy.retry_soon.seconds
+            )
+        finally:
             self._running = False
-            self._schedule(self.clock() + timedelta(seconds=5))
+            self._cycle_task = None
+            self._last_progress = time.monotonic()
+            # Every way out plans the next wake-up (a cancelled cycle is the watchdog's).
+            if wake_at is not None and (self._wake_at is None or wake_at < self._wake_at):
+                self._schedule(wake_at)
+
+    async def _watchdog(self, _context: CallbackContext[Any, Any, Any, Any]) -> None:
+        """Restart the dispatcher if it has shown no progress for a few idle periods."""
+        stalled = time.monotonic() - self._last_progress
+        if stalled < self.policy.stalled_after.total_seconds():
             return
+        log.warning("the dispatcher has made no progress for %d s; restarting it", stalled)
+        task = self._cycle_task
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
         self._running = False
-        now = self.clock()
-        next_due = await asyncio.to_thread(self.next_due)
-        wake_at = now + self.policy.idle_poll
-        if next_due is not None and next_due < wake_at:
-            wake_at = next_due
-        if self._wake_at is None or wake_at < self._wake_at:
-            self._schedule(wake_at)
+        self._last_progress = time.monotonic()
+        self._schedule(self.clock())
+
+    async def _prune(self, _context: CallbackContext[Any, Any, Any, Any]) -> None:
+        """Delete old history off the hot path; a failure waits for the next round."""
+        try:
+            deleted = await asyncio.to_thread(self.prune_history, self.clock())
+        except Exception:
+            log.exception("pruning old reminder history failed; trying again later")
+            return
+        if deleted:
+            log.info("deleted %d reminder outcome(s) older than the history period", deleted)
 
     # --- one cycle ---------------------------------------------------------------------------
 
     async def run_cycle(self) -> int:
-        """Do everything that is due now; return how many messages were attempted."""
+        """Do everything that is due now; return how many occurrences were attempted."""
         attempted = 0
         now = self.clock()
-        if self._last_heartbeat is None or now - self._last_heartbeat >= self.policy.heartbeat:
-            self._last_heartbeat = now
-            self.on_share(await asyncio.to_thread(self.heartbeat, now))
+        if self._unrecorded:
+            await self._flush()
+        await self._beat(now)
         await asyncio.to_thread(self.sweep, now)
+        limit = claim_limit(self.policy, self.send_rate())
         while True:
             made = await asyncio.to_thread(self.materialize, now)
-            claimed = await asyncio.to_thread(self.claim, now)
+            claimed = await asyncio.to_thread(self.claim, now, limit)
             if claimed:
-                await self._send_all(claimed)
+                await self._send_all(claimed, now)
                 attempted += len(claimed)
-            if made < self.policy.batch and len(claimed) < self.policy.batch:
+            self._last_progress = time.monotonic()
+            if made < self.policy.batch and len(claimed) < limit:
                 if attempted:
-                    log.info("dispatched %d reminder message(s)", attempted)
+                    log.info("dispatched %d reminder occurrence(s)", attempted)
                 return attempted
             if not self.keep_going():
                 log.info("stopping with work left in the database for the next start")
                 return attempted
             now = self.clock()
+            # A long backlog: keep saying we are alive, so no one takes our share of the rate.
+            await self._beat(now)
+            limit = claim_limit(self.policy, self.send_rate())
+
+    async def _beat(self, now: datetime) -> None:
+        if self._last_heartbeat is None or now - self._last_heartbeat >= self.policy.heartbeat:
+            self._last_heartbeat = now
+            self.on_share(await asyncio.to_thread(self.heartbeat, now))
 
     def next_due(self) -> datetime | None:
         """Return the earliest time anything is due, from the database.
@@ -296,11 +436,15 @@ class Dispatcher:
                 )
                 .values(status=PENDING, claimed_by=None)
             ).rowcount
+            expires_at, due_at = OCCURRENCES.c.expires_at, OCCURRENCES.c.due_at
             expired = conn.execute(
                 update(OCCURRENCES)
                 .where(
                     OCCURRENCES.c.status.in_(repo.CLAIMABLE),
-                    OCCURRENCES.c.due_at < now - self.policy.grace,
+                    or_(
+                        expires_at < now,
+                        and_(expires_at.is_(None), due_at < now - self.policy.grace),
+                    ),
                 )
                 .values(status=MISSED, outcome_at=now)
             ).rowcount
@@ -408,13 +552,13 @@ class Dispatcher:
         )
         conn.execute(statement, rows)
 
-    def claim(self, now: datetime) -> list[Claimed]:
+    def claim(self, now: datetime, limit: int | None = None) -> list[Claimed]:
         """Take ownership of due occurrences, atomically, and load what sending needs."""
         due = (
             select(OCCURRENCES.c.id)
             .where(OCCURRENCES.c.status.in_(repo.CLAIMABLE), OCCURRENCES.c.due_at <= now)
             .order_by(OCCURRENCES.c.due_at)
-            .limit(self.policy.batch)
+            .limit(limit or self.policy.batch)
         )
         if self._dialect == "postgresql":
             due = due.with_for_update(skip_locked=True)
@@ -432,6 +576,8 @@ class Dispatcher:
                 OCCURRENCES.c.reminder_id,
                 OCCURRENCES.c.user_id,
                 OCCURRENCES.c.scheduled_for,
+                OCCURRENCES.c.due_at,
+                OCCURRENCES.c.expires_at,
                 OCCURRENCES.c.late,
                 OCCURRENCES.c.snoozes,
                 OCCURRENCES.c.attempts,
@@ -460,121 +606,229 @@ class Dispatcher:
                 kind=details[row.reminder_id].kind,
                 label=details[row.reminder_id].label,
                 zone=self._zone(details[row.reminder_id].timezone),
+                expires_at=row.expires_at or row.due_at + self.policy.grace,
             )
             for row in sorted(taken, key=lambda r: r.scheduled_for)
         ]
 
-    async def _send_all(self, claimed: list[Claimed]) -> None:
-        """Send with bounded concurrency, recording outcomes in small groups as they come.
+    def renew(self, occurrence_ids: Sequence[int], now: datetime) -> set[int]:
+        """Extend this process's claims on these occurrences; return those it still holds."""
+        statement = (
+            update(OCCURRENCES)
+            .where(
+                OCCURRENCES.c.id.in_(occurrence_ids),
+                OCCURRENCES.c.status == SENDING,
+                OCCURRENCES.c.claimed_by == self.instance,
+            )
+            .values(claimed_at=now)
+            .returning(OCCURRENCES.c.id)
+        )
+        with self.engine.begin() as conn:
+            return set(conn.execute(statement).scalars())
+
+    async def _send_all(self, claimed: list[Claimed], claimed_at: datetime) -> None:
+        """Send, one message per user, recording outcomes in small groups as they come.
 
         Recording as we go, not after the whole batch, is what keeps the duplicate window
         small: a crash can only lose the outcomes of sends in flight or not yet flushed.
+        How many go out at once is the pacer's business: a message waiting for its turn
+        holds nothing, and the claims are renewed meanwhile.
         """
-        gate = asyncio.Semaphore(self.policy.concurrency)
-        unrecorded: list[Outcome] = []
+        self._claims = Claims(valid_until=claimed_at + self.policy.lease)
+        keeper = asyncio.create_task(self._keep_claims([c.occurrence_id for c in claimed]))
 
-        async def send_one(item: Claimed) -> None:
-            async with gate:
-                unrecorded.append(await self._send(item))
-            if len(unrecorded) >= self.policy.flush_every:
-                group = unrecorded.copy()
-                unrecorded.clear()
-                await asyncio.to_thread(self.record, group)
+        async def send_group(group: list[Claimed]) -> None:
+            outcomes = await self._send(group)  # before reading _unrecorded: a flush swaps it
+            self._unrecorded.extend(outcomes)
+            if len(self._unrecorded) >= self.policy.flush_every:
+                await self._flush(raise_errors=False)
 
-        await asyncio.gather(*(send_one(item) for item in claimed))
-        if unrecorded:
-            await asyncio.to_thread(self.record, unrecorded)
+        try:
+            await asyncio.gather(*(send_group(group) for group in in_groups(claimed)))
+        finally:
+            keeper.cancel()
+            await asyncio.wait({keeper})
+        await self._flush()
 
-    async def _send(self, item: Claimed) -> Outcome:
-        text, keyboard = reminder_message(
-            occurrence_id=item.occurrence_id,
-            kind=item.kind,
-            label=item.label,
-            tip=tip_for(self.guide, item.kind, item.occurrence_id),
-            scheduled_local=item.scheduled_for.astimezone(item.zone),
-            late=item.late,
-            follow_up=item.follow_up,
+    async def _flush(self, *, raise_errors: bool = True) -> None:
+        """Record the outcomes in hand; if the database fails, keep them for the next try."""
+        group, self._unrecorded = self._unrecorded, []
+        try:
+            await asyncio.to_thread(self.record, group)
+        except Exception:
+            self._unrecorded = group + self._unrecorded
+            if raise_errors:
+                raise
+            log.warning("could not record %d outcome(s) yet; will try again", len(group))
+
+    async def _keep_claims(self, occurrence_ids: list[int]) -> None:
+        """Renew the batch's claims and the heartbeat while its messages wait for the pacer."""
+        while True:
+            await asyncio.sleep(self.policy.renew_every.total_seconds())
+            now = self.clock()
+            try:
+                kept = await asyncio.to_thread(self.renew, occurrence_ids, now)
+                await self._beat(now)
+            except Exception:
+                # Not renewed: the claims run out on their own schedule, and `_may_send`
+                # stops using them before they do.
+                log.warning("could not renew reminder claims", exc_info=True)
+                continue
+            # Not renewed: recorded already (no longer to send) or taken over (not ours).
+            lost = self._claims.lost | (set(occurrence_ids) - kept)
+            self._claims = Claims(valid_until=now + self.policy.lease, lost=frozenset(lost))
+            self._last_progress = time.monotonic()
+
+    def _may_send(self, group: list[Claimed]) -> bool:
+        """Whether this group's claims are still ours with time to spare, right before sending."""
+        claims = self._claims
+        if self.clock() > claims.valid_until - self.policy.claim_margin:
+            return False
+        return not any(item.occurrence_id in claims.lost for item in group)
+
+    async def _send(self, group: list[Claimed]) -> list[Outcome]:
+        """Send one user's due occurrences as one message; return an outcome for each."""
+        first = group[0]
+        items = [
+            DueReminder(
+                occurrence_id=item.occurrence_id,
+                kind=item.kind,
+                label=item.label,
+                scheduled_local=item.scheduled_for.astimezone(item.zone),
+                late=item.late,
+                follow_up=item.follow_up,
+            )
+            for item in group
+        ]
+        tips = (tip_for(self.guide, i.kind, i.occurrence_id) for i in group)
+        text, keyboard = reminders_message(items, next((t for t in tips if t), None))
+        pace = PaceArgs(
+            priority=Priority.REMINDER,
+            # Never sleep on a 429 while holding a claim: hand the wait back to the database.
+            max_retries=0,
+            go_ahead=lambda: self._may_send(group),
         )
         try:
             message = await self.bot.send_message(
-                item.user_id,
-                text,
-                reply_markup=keyboard,
-                # Never sleep on a 429 while holding a claim: hand the wait back to the database.
-                rate_limit_args=PaceArgs(priority=Priority.REMINDER, max_retries=0),
+                first.user_id, text, reply_markup=keyboard, rate_limit_args=pace
             )
+        except (SendAbandonedError, PacerClosedError):
+            # Not sent: the claim ran short while it waited, or the bot is stopping.
+            return [Outcome(item, ABANDONED) for item in group]
         except Forbidden as exc:
-            return Outcome(item, "blocked", error=exc.message[:200])
+            return [Outcome(item, BLOCKED, error=exc.message[:200]) for item in group]
         except BadRequest as exc:
             if "chat not found" in exc.message.lower():
-                return Outcome(item, "blocked", error=exc.message[:200])
-            log.error("reminder %s refused: %s", item.occurrence_id, exc.message)
-            return Outcome(item, FAILED, error=exc.message[:200])
+                return [Outcome(item, BLOCKED, error=exc.message[:200]) for item in group]
+            log.error("reminder %s refused: %s", first.occurrence_id, exc.message)
+            return [Outcome(item, FAILED, error=exc.message[:200]) for item in group]
         except RetryAfter as exc:
             wait = exc.retry_after
             seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
-            return Outcome(item, PENDING, retry_at=self.clock() + timedelta(seconds=seconds))
+            at = self.clock() + timedelta(seconds=seconds)
+            return [self._retry(item, at, "rate limited") for item in group]
         except TelegramError as exc:  # network trouble, timeouts, 5xx: try again later
-            if item.attempts >= MAX_ATTEMPTS:
-                return Outcome(item, FAILED, error=f"gave up: {exc}"[:200])
-            return Outcome(item, PENDING, retry_at=self.clock() + retry_delay(item.attempts))
-        return Outcome(item, SENT, message_id=message.message_id)
+            return [
+                self._retry(item, self.clock() + retry_delay(item.attempts), str(exc))
+                for item in group
+            ]
+        return [Outcome(item, SENT, message_id=message.message_id) for item in group]
+
+    @staticmethod
+    def _retry(item: Claimed, at: datetime, error: str) -> Outcome:
+        """Try again at `at`, unless that is past the occurrence's grace window."""
+        if at > item.expires_at:
+            return Outcome(item, MISSED, error=f"gave up: {error}"[:200])
+        return Outcome(item, PENDING, retry_at=at)
 
     def record(self, outcomes: list[Outcome]) -> None:
         """Write every outcome in one transaction; only rows we still own are touched."""
+        if not outcomes:
+            return
         now = self.clock()
         owned = (
             OCCURRENCES.c.id == _bind("oid"),
             OCCURRENCES.c.status == SENDING,
             OCCURRENCES.c.claimed_by == self.instance,
         )
-        sent = [
-            {"oid": o.claimed.occurrence_id, "mid": o.message_id}
-            for o in outcomes
-            if o.status == SENT
+
+        def rows(*statuses: str) -> list[dict[str, Any]]:
+            return [
+                {
+                    "oid": o.claimed.occurrence_id,
+                    "mid": o.message_id,
+                    "at": o.retry_at,
+                    "deadline": o.claimed.expires_at,
+                    "err": o.error,
+                }
+                for o in outcomes
+                if o.status in statuses
+            ]
+
+        sent, retry, gave_up = rows(SENT), rows(PENDING), rows(MISSED)
+        failed, abandoned = rows(FAILED, BLOCKED), rows(ABANDONED)
+        closed = {"claimed_by": None, "outcome_at": now, "error": _bind("err")}
+        changes: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [
+            (
+                {"status": SENT, "sent_at": now, "message_id": _bind("mid"), "claimed_by": None},
+                sent,
+            ),
+            (
+                {
+                    "status": PENDING,
+                    "due_at": _bind("at", UTCDateTime()),
+                    "expires_at": _bind("deadline", UTCDateTime()),
+                    "claimed_by": None,
+                },
+                retry,
+            ),
+            ({"status": MISSED, **closed}, gave_up),
+            ({"status": FAILED, **closed}, failed),
+            # Given back untouched: due as before, for whichever process is free first.
+            ({"status": PENDING, "claimed_by": None}, abandoned),
         ]
-        retry = [
-            {"oid": o.claimed.occurrence_id, "at": o.retry_at}
-            for o in outcomes
-            if o.status == PENDING
-        ]
-        failed = [
-            {"oid": o.claimed.occurrence_id, "err": o.error}
-            for o in outcomes
-            if o.status in (FAILED, "blocked")
-        ]
-        blocked_users = {o.claimed.user_id for o in outcomes if o.status == "blocked"}
         with self.engine.begin() as conn:
-            if sent:
-                conn.execute(
-                    update(OCCURRENCES)
-                    .where(*owned)
-                    .values(status=SENT, sent_at=now, message_id=_bind("mid"), claimed_by=None),
-                    sent,
-                )
-            if retry:
-                conn.execute(
-                    update(OCCURRENCES)
-                    .where(*owned)
-                    .values(status=PENDING, due_at=_bind("at", UTCDateTime()), claimed_by=None),
-                    retry,
-                )
-            if failed:
-                conn.execute(
-                    update(OCCURRENCES)
-                    .where(*owned)
-                    .values(status=FAILED, outcome_at=now, error=_bind("err"), claimed_by=None),
-                    failed,
-                )
-        if retry or failed:
+            for values, params in changes:
+                if params:
+                    conn.execute(update(OCCURRENCES).where(*owned).values(**values), params)
+        if retry or failed or gave_up or abandoned:
             log.info(
-                "reminders: %d sent, %d to retry, %d failed", len(sent), len(retry), len(failed)
+                "reminders: %d sent, %d to retry, %d given back, %d missed, %d failed",
+                len(sent),
+                len(retry),
+                len(abandoned),
+                len(gave_up),
+                len(failed),
             )
+        blocked_users = {o.claimed.user_id for o in outcomes if o.status == BLOCKED}
         if blocked_users:
             with new_session(self.engine) as session:
                 for user_id in blocked_users:
                     repo.mark_blocked(session=session, user_id=user_id, now=now)
             log.info("%d user(s) blocked the bot; their reminders are stopped", len(blocked_users))
+
+    def prune_history(self, now: datetime) -> int:
+        """Delete finished occurrences older than the history period, a small batch at a time."""
+        old = (
+            select(OCCURRENCES.c.id)
+            .where(
+                OCCURRENCES.c.status.in_(FINISHED),
+                OCCURRENCES.c.due_at < now - self.policy.history,
+            )
+            .limit(self.policy.prune_batch)
+        )
+        if self._dialect == "postgresql":
+            old = old.with_for_update(skip_locked=True)
+        deleted = 0
+        while True:
+            # One short transaction per batch, so dispatching never waits long behind it.
+            with self.engine.begin() as conn:
+                count = conn.execute(
+                    delete(OCCURRENCES).where(OCCURRENCES.c.id.in_(old.scalar_subquery()))
+                ).rowcount
+            deleted += count
+            if count < self.policy.prune_batch:
+                return deleted
 
     def _zone(self, key: str | None) -> tzinfo:
         return zone_from_key(key or self.default_tz)

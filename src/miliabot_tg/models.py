@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -36,6 +36,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+# 64-bit ids: at a million users, 32-bit occurrence ids would run out in about three years.
+# SQLite's rowid is 64-bit already, and only a column declared INTEGER is that rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# Bounds the process ids kept in claims and heartbeats.
+INSTANCE_LENGTH = 64
 
 
 def utcnow() -> datetime:
@@ -101,7 +109,7 @@ class Reminder(SQLModel, table=True):
 
     __tablename__ = "reminders"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     user_id: int = Field(
         sa_type=BigInteger,
         sa_column_args=[ForeignKey("users.id", ondelete="CASCADE")],
@@ -138,8 +146,10 @@ class Occurrence(SQLModel, table=True):
         Index("ix_occurrences_status_due_at", "status", "due_at"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
-    reminder_id: int = Field(sa_column_args=[ForeignKey("reminders.id", ondelete="CASCADE")])
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    reminder_id: int = Field(
+        sa_type=BigId, sa_column_args=[ForeignKey("reminders.id", ondelete="CASCADE")]
+    )
     user_id: int = Field(sa_type=BigInteger, index=True)
     scheduled_for: datetime = Field(sa_type=UTCDateTime)
     due_at: datetime = Field(sa_type=UTCDateTime)
@@ -147,7 +157,10 @@ class Occurrence(SQLModel, table=True):
     late: bool = Field(default=False)
     snoozes: int = Field(default=0)
     attempts: int = Field(default=0)
-    claimed_by: str | None = Field(default=None, sa_type=String(64))
+    # Give up (record it missed) after this; NULL: `due_at` plus the grace window. Set once a
+    # send has failed, so retries that move `due_at` never move the deadline.
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claimed_by: str | None = Field(default=None, sa_type=String(INSTANCE_LENGTH))
     claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     message_id: int | None = Field(default=None, sa_type=BigInteger)
@@ -160,5 +173,5 @@ class DispatcherHeartbeat(SQLModel, table=True):
 
     __tablename__ = "dispatchers"
 
-    instance: str = Field(sa_type=String(64), primary_key=True)
+    instance: str = Field(sa_type=String(INSTANCE_LENGTH), primary_key=True)
     seen_at: datetime = Field(sa_type=UTCDateTime)

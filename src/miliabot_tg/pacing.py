@@ -21,6 +21,13 @@ broadcasts all pass through the same queue::
 * Priorities: requests wait in one queue ordered by (``Priority``, arrival); the best request
   whose chat is free gets the next global slot. A request waiting for its chat's spacing does
   not hold up other chats, and a reply overtakes a broadcast still queued for the same chat.
+* In flight: at most ``max_in_flight`` paced sends are on the wire at once, and a request takes
+  that slot only when it is granted. A request still waiting (for its chat's spacing, or behind
+  better ones) holds nothing, so a user with fifty reminders at one minute cannot starve the
+  rest of a batch.
+* A last look: ``PaceArgs.go_ahead`` is asked at the moment a request is granted, just before it
+  goes on the wire; if it says no, the request is dropped with ``SendAbandonedError``. The
+  dispatcher uses it to never send on a claim that may have expired while it waited.
 * 429: ``RetryAfter`` pauses all paced traffic for ``retry_after`` seconds (Telegram's flood
   control is per bot), then the request is retried, at most ``max_retries`` times, after which
   the ``RetryAfter`` is re-raised so the caller can reschedule. Other errors pass unchanged.
@@ -50,7 +57,7 @@ from telegram.error import NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter
 from telegram.warnings import PTBDeprecationWarning
 
-__all__ = ["PaceArgs", "PaceStats", "Pacer", "PacerClosedError", "Priority"]
+__all__ = ["PaceArgs", "PaceStats", "Pacer", "PacerClosedError", "Priority", "SendAbandonedError"]
 
 _Result = bool | dict[str, Any] | list[dict[str, Any]]
 _ChatKey = int | str
@@ -81,6 +88,8 @@ class PaceArgs:
 
     priority: Priority = Priority.INTERACTIVE
     max_retries: int | None = None  # None: the Pacer's; 0: never wait on a 429, re-raise at once
+    # Asked when the slot is granted, right before sending; False drops the request.
+    go_ahead: Callable[[], bool] | None = None
 
 
 @dataclass(slots=True)
@@ -92,6 +101,10 @@ class PaceStats:
     wait_max: float = 0.0  # the longest such wait of one request
     retries: int = 0  # requests repeated after a 429
     rate_limited: int = 0  # 429s (RetryAfter) seen
+
+
+class SendAbandonedError(NetworkError):
+    """``PaceArgs.go_ahead`` said no when the request's turn came; nothing was sent."""
 
 
 class PacerClosedError(NetworkError):
@@ -125,6 +138,7 @@ class Pacer(BaseRateLimiter[PaceArgs]):
         chat_rate: float = 1.0,
         group_rate: float = 20 / 60,
         max_retries: int = 3,
+        max_in_flight: int = 64,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
@@ -132,6 +146,10 @@ class Pacer(BaseRateLimiter[PaceArgs]):
             raise ValueError("chat_rate and group_rate must be positive")
         if max_retries < 0:
             raise ValueError("max_retries must not be negative")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.max_in_flight = max_in_flight
+        self._in_flight = 0
         self.global_rate = global_rate
         self.max_retries = max_retries
         self.stats = PaceStats()
@@ -206,6 +224,8 @@ class Pacer(BaseRateLimiter[PaceArgs]):
             while True:
                 waited += await self._acquire(pace.priority, seq, chat)
                 try:
+                    if pace.go_ahead is not None and not pace.go_ahead():
+                        raise SendAbandonedError("the sender no longer wants this sent")
                     result = await callback(*args, **kwargs)
                 except RetryAfter as exc:
                     self._pause(exc)
@@ -248,6 +268,7 @@ class Pacer(BaseRateLimiter[PaceArgs]):
 
     def _release(self, chat: _ChatKey | None) -> None:
         """A send to ``chat`` finished (or was abandoned): start its spacing from now."""
+        self._in_flight -= 1
         if chat is not None and (state := self._chats.get(chat)) is not None:
             state.busy = False
             state.next_at = self._now() + self._gap(chat)
@@ -267,7 +288,8 @@ class Pacer(BaseRateLimiter[PaceArgs]):
                 self._wake.clear()
                 now = self._now()
                 start = max(self._last_grant + 1.0 / self._global_rate, self._paused_until)
-                if not self._queue:
+                if not self._queue or self._in_flight >= self.max_in_flight:
+                    # Nothing to grant, or the wire is full: a release or a request wakes us.
                     await self._wake.wait()
                 elif now < start:
                     # Nothing may go sooner, whatever arrives meanwhile: no need to listen.
@@ -306,6 +328,7 @@ class Pacer(BaseRateLimiter[PaceArgs]):
 
     def _grant(self, index: int, now: float) -> None:
         ticket = self._queue.pop(index)
+        self._in_flight += 1
         if ticket.chat is not None:
             self._chats.setdefault(ticket.chat, _Chat()).busy = True
         self._last_grant = now
