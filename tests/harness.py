@@ -13,7 +13,7 @@ from miliabot_tg.config import Settings
 from miliabot_tg.console import ProcessedUpdates
 from miliabot_tg.content import Guide, load_guide
 from miliabot_tg.db import make_engine, migrate
-from miliabot_tg.dispatch import Dispatcher
+from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps
 from miliabot_tg.paths import bundled_dir
 from miliabot_tg.standin import DEFAULT_TOKEN, BotMessage, StandIn
@@ -92,6 +92,7 @@ async def running_bot(
     global_rate: float | None = None,
     dispatch: bool = False,
     clock: Callable[[], datetime] | None = None,
+    policy: DispatchPolicy | None = None,
 ) -> AsyncIterator[Harness]:
     """Start the stand-in and the real bot against it; stop both afterwards.
 
@@ -112,7 +113,7 @@ async def running_bot(
             chat_rate=chat_rate or 10_000.0,
         )
         deps = Deps(settings=settings, engine=engine, guide=GUIDE, clock=clock or frozen)
-        built = build_application(deps, DEFAULT_TOKEN, dispatch=dispatch)
+        built = build_application(deps, DEFAULT_TOKEN, policy=policy, dispatch=dispatch)
         app = built.app
         processed = ProcessedUpdates(app)
         async with app:

@@ -20,7 +20,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.ext import ApplicationBuilder
 from telegram.warnings import PTBDeprecationWarning
 
-from miliabot_tg.pacing import PaceArgs, Pacer, PacerClosedError, Priority
+from miliabot_tg.pacing import PaceArgs, Pacer, PacerClosedError, Priority, SendAbandonedError
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
 
 EPS = 1e-9
@@ -431,3 +431,72 @@ async def test_a_429_from_the_standin_is_absorbed_by_a_retry() -> None:
     assert [call.status for call in calls] == [429, 200]
     assert calls[1].at - calls[0].at >= 1.0
     assert (pacer.stats.rate_limited, pacer.stats.retries, pacer.stats.sent) == (1, 1, 1)
+
+
+# --- sends on the wire, and a last look before sending ------------------------------------------
+
+
+class GatedApi:
+    """A Bot API whose answers wait until the test lets them through."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+        self.gate = asyncio.Event()
+
+    async def post(self, endpoint: str, data: dict[str, Any]) -> Result:
+        self.started.append(int(data["chat_id"]))
+        await self.gate.wait()
+        return {"message_id": len(self.started), "chat": {"id": data.get("chat_id")}}
+
+
+async def test_at_most_max_in_flight_sends_are_on_the_wire(fake_time: FakeTime) -> None:
+    pacer = Pacer(global_rate=1000, max_in_flight=3, clock=fake_time.clock, sleep=fake_time.sleep)
+    api = GatedApi()
+
+    def call(chat_id: int) -> Any:
+        data = {"chat_id": chat_id, "text": "hi"}
+        return pacer.process_request(api.post, ("sendMessage", data), {}, "sendMessage", data, None)
+
+    tasks = spawn(call(chat) for chat in range(1, 11))
+    await until(lambda: len(api.started) == 3)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert len(api.started) == 3, "the fourth waits for a send to finish"
+    api.gate.set()
+    await asyncio.gather(*tasks)
+    assert sorted(api.started) == list(range(1, 11))
+    await pacer.shutdown()
+
+
+async def test_a_request_waiting_for_its_chat_holds_no_slot_on_the_wire(
+    fake_time: FakeTime, api: FakeApi
+) -> None:
+    """One chat with many messages queued first cannot keep other chats off the wire."""
+    pacer = Pacer(
+        global_rate=1000, chat_rate=1, max_in_flight=2, clock=fake_time.clock, sleep=fake_time.sleep
+    )
+    busy = spawn(send(pacer, api, 7) for _ in range(20))
+    others = spawn(send(pacer, api, chat) for chat in range(100, 110))
+    await asyncio.gather(*others)
+    assert len(api.times(7)) <= 2, "the busy chat sent at most one per second meanwhile"
+    assert max(api.times(*range(100, 110))) < 1.0
+    await asyncio.gather(*busy)
+    await pacer.shutdown()
+
+
+async def test_go_ahead_is_asked_when_the_turn_comes_and_can_drop_the_request(
+    pacer: Pacer, api: FakeApi, fake_time: FakeTime
+) -> None:
+    await send(pacer, api, 5)  # the chat is now spaced for a second
+    asked: list[float] = []
+
+    def go_ahead() -> bool:
+        asked.append(fake_time.now)
+        return False
+
+    with pytest.raises(SendAbandonedError):
+        await send(pacer, api, 5, pace=PaceArgs(go_ahead=go_ahead))
+    assert asked == [pytest.approx(1.0)], "asked once, at the moment of sending, not queueing"
+    assert len(api.calls) == 1, "nothing was sent"
+    await send(pacer, api, 5, pace=PaceArgs(go_ahead=lambda: True))
+    assert len(api.calls) == 2, "the chat and the slot were given back"

@@ -314,7 +314,8 @@ class Dispatcher:
         except Exception:
             wake_at = self.clock() + self.policy.retry_soon
             log.exception(
-                "dispatch cycle failed; trying again in %d s", self.policy.retry_soon.seconds
+                "dispatch cycle failed; trying again in %.1f s",
+                self.policy.retry_soon.total_seconds(),
             )
         finally:
             self._running = False
@@ -663,8 +664,9 @@ class Dispatcher:
 
     async def _keep_claims(self, occurrence_ids: list[int]) -> None:
         """Renew the batch's claims and the heartbeat while its messages wait for the pacer."""
+        every = min(self.policy.renew_every, self.policy.heartbeat)
         while True:
-            await asyncio.sleep(self.policy.renew_every.total_seconds())
+            await asyncio.sleep(every.total_seconds())
             now = self.clock()
             try:
                 kept = await asyncio.to_thread(self.renew, occurrence_ids, now)
