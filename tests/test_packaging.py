@@ -76,10 +76,14 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _from_wheel(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return _python_from_wheel(site, "-m", "miliabot_tg", *args, cwd=cwd)
+
+
+def _python_from_wheel(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MILIABOT_")}
     env["PYTHONPATH"] = str(site)  # ahead of the editable install in the venv
     return subprocess.run(
-        [sys.executable, "-m", "miliabot_tg", *args],
+        [sys.executable, *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -98,6 +102,23 @@ def test_the_installed_wheel_carries_its_content_and_migrations(
     validated = _from_wheel(installed_wheel, "content", "validate", cwd=tmp_path)
     assert validated.returncode == 0, validated.stderr
     assert str(package / "content") in validated.stdout
+
+
+def test_the_installed_wheel_carries_the_place_table_for_timezone_lookups(
+    installed_wheel: Path, tmp_path: Path
+) -> None:
+    package = installed_wheel / "miliabot_tg"
+    assert (package / "places.tsv").is_file()
+    # Mumbai is in no IANA zone name: only places.tsv knows it.
+    script = (
+        "from miliabot_tg import timezones; "
+        "print(timezones.__file__); print(timezones.resolve_timezone('Mumbai').key)"
+    )
+    looked_up = _python_from_wheel(installed_wheel, "-c", script, cwd=tmp_path)
+    assert looked_up.returncode == 0, looked_up.stderr
+    module_file, key = looked_up.stdout.splitlines()
+    assert Path(module_file).is_relative_to(package)
+    assert key == "Asia/Kolkata"
 
 
 def test_the_installed_wheel_migrates_and_refuses_to_run_without_a_token(
