@@ -322,3 +322,37 @@ async def test_old_history_is_pruned_in_small_batches(bot: Harness) -> None:
     assert pruner.prune_history(now) == 10
     left = sorted((o.status, (now - o.due_at).days) for o in _occurrences(bot))
     assert left == [("missed", 399), ("pending", 500)], "recent history and live work stay"
+
+
+async def test_a_database_failure_mid_batch_stops_sending_until_outcomes_can_be_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What cannot be recorded would be sent again by whoever takes the claims over."""
+    policy = DispatchPolicy(flush_every=4)
+    async with running_bot(tmp_path, global_rate=50.0, policy=policy) as h:
+        h.clock.now = _at(date(2026, 11, 26), 8, 0)
+        users = list(range(5000, 5020))
+        for user_id in users:
+            _user(h, user_id)
+            _remind(h, "sunscreen 08:30 daily", user_id)
+        h.clock.now = _at(date(2026, 11, 26), 8, 30)
+        real_record = h.dispatcher.record
+        database_down = True
+
+        def record(outcomes: list[object]) -> None:
+            if database_down:
+                raise OSError("the database went away")
+            real_record(outcomes)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(h.dispatcher, "record", record)
+        with pytest.raises(OSError, match="went away"):
+            await h.dispatcher.run_cycle()
+        sent_while_down = len(h.standin.calls_to("sendMessage"))
+        assert sent_while_down < len(users) / 2, "sending stopped soon after the failure"
+
+        database_down = False
+        await h.dispatcher.run_cycle()  # records what it holds first, then sends the rest
+        await h.dispatcher.run_cycle()
+        assert all(len(h.standin.chat(u)) == 1 for u in users)
+        assert {o.status for o in _occurrences(h)} == {"sent"}
+        assert h.failures() == []

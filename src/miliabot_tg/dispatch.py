@@ -73,6 +73,8 @@ PENDING, SENDING, SENT = (
 MISSED, FAILED = OccurrenceStatus.MISSED.value, OccurrenceStatus.FAILED.value
 # Finished occurrences: history, kept for `DispatchPolicy.history`, then deleted.
 FINISHED = tuple(s.value for s in OccurrenceStatus if s.value not in (*repo.CLAIMABLE, SENDING))
+# A claim validity that lets nothing be sent.
+NEVER = datetime.min.replace(tzinfo=UTC)
 # How often old history is pruned.
 PRUNE_EVERY = timedelta(hours=1)
 # Outcomes that never reach the database as a status of their own.
@@ -238,7 +240,7 @@ class Dispatcher:
         self.on_share = on_share
         self.send_rate = send_rate
         self._last_heartbeat: datetime | None = None
-        self._claims = Claims(valid_until=datetime.min.replace(tzinfo=UTC))
+        self._claims = Claims(valid_until=NEVER)
         # Outcomes of messages Telegram has answered that the database has not taken yet
         # (it failed mid-batch); written first thing in the next cycle.
         self._unrecorded: list[Outcome] = []
@@ -658,6 +660,10 @@ class Dispatcher:
             await asyncio.to_thread(self.record, group)
         except Exception:
             self._unrecorded = group + self._unrecorded
+            # Send nothing more on these claims until the database takes writes again (a
+            # renewal says so): what is sent now could not be recorded, and would be sent
+            # again by whoever takes the claims over.
+            self._claims = Claims(valid_until=NEVER)
             if raise_errors:
                 raise
             log.warning("could not record %d outcome(s) yet; will try again", len(group))
@@ -684,7 +690,7 @@ class Dispatcher:
     def _may_send(self, group: list[Claimed]) -> bool:
         """Whether this group's claims are still ours with time to spare, right before sending."""
         claims = self._claims
-        if self.clock() > claims.valid_until - self.policy.claim_margin:
+        if self.clock() + self.policy.claim_margin > claims.valid_until:
             return False
         return not any(item.occurrence_id in claims.lost for item in group)
 
