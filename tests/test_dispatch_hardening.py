@@ -356,3 +356,28 @@ async def test_a_database_failure_mid_batch_stops_sending_until_outcomes_can_be_
         assert all(len(h.standin.chat(u)) == 1 for u in users)
         assert {o.status for o in _occurrences(h)} == {"sent"}
         assert h.failures() == []
+
+
+async def test_a_stopping_bot_gives_unsent_reminders_back_at_once(tmp_path: Path) -> None:
+    async with running_bot(tmp_path, global_rate=50.0) as h:
+        h.clock.now = _at(date(2026, 11, 26), 8, 0)
+        users = list(range(5100, 5140))
+        for user_id in users:
+            _user(h, user_id)
+            _remind(h, "sunscreen 08:30 daily", user_id)
+        h.clock.now = _at(date(2026, 11, 26), 8, 30)
+        stopping = False
+        h.dispatcher.keep_going = lambda: not stopping
+        cycle = asyncio.create_task(h.dispatcher.run_cycle())
+        await h.standin.wait_for(lambda: len(h.standin.calls_to("sendMessage")) >= 5 or None)
+        stopping = True
+        await cycle
+        sent = len(h.standin.calls_to("sendMessage"))
+        assert sent < len(users)
+        statuses = [o.status for o in _occurrences(h)]
+        assert statuses.count("sent") == sent
+        assert statuses.count("pending") == len(users) - sent, "given back, not left claimed"
+
+        stopping = False  # the next start sends the rest at once, without waiting for a lease
+        await h.dispatcher.run_cycle()
+        assert all(len(h.standin.chat(u)) == 1 for u in users)

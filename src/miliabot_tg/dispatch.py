@@ -688,7 +688,12 @@ class Dispatcher:
             self._last_progress = time.monotonic()
 
     def _may_send(self, group: list[Claimed]) -> bool:
-        """Whether this group's claims are still ours with time to spare, right before sending."""
+        """Whether this group's claims are still ours with time to spare, right before sending.
+
+        A stopping bot sends nothing more either: what is left is given back at once.
+        """
+        if not self.keep_going():
+            return False
         claims = self._claims
         if self.clock() + self.policy.claim_margin > claims.valid_until:
             return False
