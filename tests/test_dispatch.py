@@ -437,7 +437,7 @@ async def test_a_reminder_due_at_the_moment_of_a_timezone_change_still_fires(
     assert _reminder(bot, reminder.id or 0).next_due_at == datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 
 
-async def test_a_stopping_bot_finishes_its_batch_and_leaves_the_rest_in_the_database(
+async def test_a_stopping_bot_takes_no_new_batch_and_leaves_the_rest_in_the_database(
     bot: Harness,
 ) -> None:
     bot.clock.now = _at(date(2026, 11, 26), 8, 0)
@@ -454,7 +454,7 @@ async def test_a_stopping_bot_finishes_its_batch_and_leaves_the_rest_in_the_data
         policy=DispatchPolicy(batch=10),
         keep_going=lambda: False,
     )
-    assert await stopping.run_cycle() == 10
-    statuses = [o.status for o in _occurrences(bot)]
-    assert statuses.count("sent") == 10
-    assert await bot.dispatcher.run_cycle() == 20, "the next start sends the rest"
+    await stopping.run_cycle()
+    assert bot.standin.chat(7000) == [], "a stopping bot sends nothing more"
+    assert {(o.status, o.claimed_by) for o in _occurrences(bot)} == {("pending", None)}
+    assert await bot.dispatcher.run_cycle() == 30, "the next start sends it all at once"
