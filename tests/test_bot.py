@@ -216,8 +216,9 @@ async def test_a_failure_reaches_the_user_as_an_apology_and_the_operator_as_a_no
     (apology,) = [m for m in bot.standin.chat(USER) if m.plain.startswith("Sorry")]
     assert "try again" in apology.plain
     (note,) = bot.standin.chat(42)
-    assert "BadRequest" in note.plain
-    assert "something odd" in note.plain.lower()
+    assert "telegram.error.BadRequest while handling an update" in note.plain
+    assert "at handlers.py:" in note.plain
+    assert "in help" in note.plain
     bot.allow_failures("Bad Request: something odd")
 
 

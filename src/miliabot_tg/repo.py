@@ -84,6 +84,24 @@ def mark_blocked(*, session: Session, user_id: int, now: datetime) -> None:
     session.commit()
 
 
+def unblock_user(
+    *, session: Session, user_id: int, now: datetime, default_key: str
+) -> list[Reminder]:
+    """Resume a user who unblocked the bot; return their reminders, re-planned from now.
+
+    Only a blocked user comes back this way: one who asked to be forgotten stays
+    forgotten, and an unknown user is not created, until they write to us.
+    """
+    user = session.get(User, user_id)
+    if user is None or user.status != UserStatus.BLOCKED:
+        return []
+    user.status = UserStatus.ACTIVE
+    session.add(user)
+    reminders = _reschedule_all(session, user, now, default_key)
+    session.commit()
+    return reminders
+
+
 def _silence_reminders(session: Session, user_id: int, now: datetime, *, error: str) -> None:
     session.exec(
         update(Reminder)
