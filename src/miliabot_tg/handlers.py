@@ -143,6 +143,11 @@ class Handlers:
         now, default_key = self.deps.clock(), self.deps.settings.default_tz
         name, language = user.first_name, user.language_code
 
+        def news(session: Session) -> bool:
+            return repo.visit_is_news(
+                session=session, user_id=user.id, first_name=name, language_code=language, now=now
+            )
+
         def touch(session: Session) -> None:
             repo.touch_user(
                 session=session,
@@ -155,7 +160,8 @@ class Handlers:
 
         async def record() -> None:
             try:
-                await db_write(self.deps.engine, touch)
+                if await db_read(self.deps.engine, news):
+                    await db_write(self.deps.engine, touch)
             except Exception:
                 # Logged, not raised: the answer must not fail (or apologise) for this.
                 log.warning("could not record a visit of user %s", user.id, exc_info=True)

@@ -53,13 +53,7 @@ def touch_user(
         session.add(user)
         session.commit()
         return user, True
-    changed = (
-        user.status != UserStatus.ACTIVE
-        or user.first_name != first_name
-        or user.language_code != language_code
-        or now - user.last_seen >= LAST_SEEN_RESOLUTION
-    )
-    if changed:
+    if _visit_changes(user, first_name, language_code, now):
         returning = user.status != UserStatus.ACTIVE
         user.status = UserStatus.ACTIVE
         user.first_name = first_name
@@ -71,6 +65,27 @@ def touch_user(
             _reschedule_all(session, user, now, default_key)
         session.commit()
     return user, False
+
+
+def visit_is_news(
+    *, session: Session, user_id: int, first_name: str, language_code: str | None, now: datetime
+) -> bool:
+    """Whether touch_user would change anything; most messages change nothing.
+
+    Asking first, in a transaction that only reads, keeps a plain message from taking
+    the database's write lock.
+    """
+    user = session.get(User, user_id)
+    return user is None or _visit_changes(user, first_name, language_code, now)
+
+
+def _visit_changes(user: User, first_name: str, language_code: str | None, now: datetime) -> bool:
+    return (
+        user.status != UserStatus.ACTIVE
+        or user.first_name != first_name
+        or user.language_code != language_code
+        or now - user.last_seen >= LAST_SEEN_RESOLUTION
+    )
 
 
 def mark_blocked(*, session: Session, user_id: int, now: datetime) -> None:
