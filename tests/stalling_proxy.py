@@ -121,6 +121,10 @@ class StallingProxy:
         if self._server is not None:
             self._server.close()
         self._drop_all()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     def __enter__(self) -> "StallingProxy":
         self._thread.start()
