@@ -89,6 +89,9 @@ class StallingProxy:
             return
         self._writers.add(writer)
         await self._flowing.wait()
+        if self._refusing:  # refused while it waited
+            writer.transport.abort()
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
         except OSError:
@@ -120,11 +123,9 @@ class StallingProxy:
     async def _stop(self) -> None:
         if self._server is not None:
             self._server.close()
-        self._drop_all()
+        self._refuse()  # every connection ends, and each task with it
         others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in others:
-            task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
+        await asyncio.wait_for(asyncio.gather(*others, return_exceptions=True), timeout=2)
 
     def __enter__(self) -> "StallingProxy":
         self._thread.start()

@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -296,7 +296,9 @@ def _membership(bot: Harness, status: str, *, user_id: int = USER) -> int:
     )
 
 
-def _status_and_next_due(bot: Harness, user_id: int = USER) -> tuple[str | None, list[object]]:
+def _status_and_next_due(
+    bot: Harness, user_id: int = USER
+) -> tuple[str | None, list[datetime | None]]:
     with new_session(bot.engine) as session:
         user = repo.get_user(session=session, user_id=user_id)
         due = [r.next_due_at for r in repo.list_reminders(session=session, user_id=user_id)]

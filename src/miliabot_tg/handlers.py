@@ -139,34 +139,34 @@ class Handlers:
             return
         if update.my_chat_member is not None:
             return  # not a visit: blocking the bot is no sign they want messages (membership)
-        # Bind now: the write may run after the clock or the update has moved on.
-        now, default_key = self.deps.clock(), self.deps.settings.default_tz
-        name, language = user.first_name, user.language_code
+        visit = self._record_visit(user.id, user.first_name, user.language_code)
+        await asyncio.wait({self.deps.visits.start(user.id, visit)}, timeout=RECORD_PATIENCE)
 
-        def news(session: Session) -> bool:
-            return repo.visit_is_news(
-                session=session, user_id=user.id, first_name=name, language_code=language, now=now
-            )
-
-        def touch(session: Session) -> None:
-            repo.touch_user(
-                session=session,
-                user_id=user.id,
-                first_name=name,
-                language_code=language,
-                now=now,
-                default_key=default_key,
-            )
-
-        async def record() -> None:
-            try:
-                if await db_read(self.deps.engine, news):
-                    await db_write(self.deps.engine, touch)
-            except Exception:
-                # Logged, not raised: the answer must not fail (or apologise) for this.
-                log.warning("could not record a visit of user %s", user.id, exc_info=True)
-
-        await asyncio.wait({self.deps.visits.start(user.id, record())}, timeout=RECORD_PATIENCE)
+    async def _record_visit(self, user_id: int, name: str, language: str | None) -> None:
+        """Write down a visit if it changes anything; a failure is logged, never raised."""
+        engine, now = self.deps.engine, self.deps.clock()
+        default_key = self.deps.settings.default_tz
+        try:
+            if await db_read(
+                engine,
+                lambda s: repo.visit_is_news(
+                    session=s, user_id=user_id, first_name=name, language_code=language, now=now
+                ),
+            ):
+                await db_write(
+                    engine,
+                    lambda s: repo.touch_user(
+                        session=s,
+                        user_id=user_id,
+                        first_name=name,
+                        language_code=language,
+                        now=now,
+                        default_key=default_key,
+                    ),
+                )
+        except Exception:
+            # The answer must neither fail nor apologise for this; the next visit tries again.
+            log.warning("could not record a visit of user %s", user_id, exc_info=True)
 
     async def membership(self, update: Update, context: Context) -> None:
         """Stop reminders at once when the user blocks the bot; resume when they unblock it."""
