@@ -1,10 +1,12 @@
 """The bot as people use it: the real Application over HTTP against the Bot API stand-in."""
 
+import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from miliabot_tg import repo
 from miliabot_tg.db import new_session
@@ -216,8 +218,9 @@ async def test_a_failure_reaches_the_user_as_an_apology_and_the_operator_as_a_no
     (apology,) = [m for m in bot.standin.chat(USER) if m.plain.startswith("Sorry")]
     assert "try again" in apology.plain
     (note,) = bot.standin.chat(42)
-    assert "BadRequest" in note.plain
-    assert "something odd" in note.plain.lower()
+    assert "telegram.error.BadRequest while handling an update" in note.plain
+    assert "at handlers.py:" in note.plain
+    assert "in help" in note.plain
     bot.allow_failures("Bad Request: something odd")
 
 
@@ -274,3 +277,89 @@ async def test_operators_get_one_error_note_a_minute_not_a_flood(bot: Harness) -
     apologies = [m for m in bot.standin.chat(USER) if m.plain.startswith("Sorry")]
     assert len(apologies) == 4, "every user still hears that something went wrong"
     bot.allow_failures("Bad Request: odd")
+
+
+def _membership(bot: Harness, status: str, *, user_id: int = USER) -> int:
+    """Queue the update Telegram sends when a user blocks ("kicked") or unblocks the bot."""
+    me = {"id": bot.app.bot.id, "is_bot": True, "first_name": "MiliaBot"}
+    before = "member" if status == "kicked" else "kicked"
+    return bot.standin.queue_update(
+        {
+            "my_chat_member": {
+                "chat": {"id": user_id, "type": "private", "first_name": "Ann"},
+                "from": {"id": user_id, "is_bot": False, "first_name": "Ann"},
+                "date": 0,
+                "old_chat_member": {"user": me, "status": before, "until_date": 0},
+                "new_chat_member": {"user": me, "status": status, "until_date": 0},
+            }
+        }
+    )
+
+
+def _status_and_next_due(
+    bot: Harness, user_id: int = USER
+) -> tuple[str | None, list[datetime | None]]:
+    with new_session(bot.engine) as session:
+        user = repo.get_user(session=session, user_id=user_id)
+        due = [r.next_due_at for r in repo.list_reminders(session=session, user_id=user_id)]
+    return (user.status if user else None), due
+
+
+async def test_blocking_the_bot_stops_reminders_at_once_and_unblocking_resumes_them(
+    bot: Harness,
+) -> None:
+    said = len(await bot.say("/remind sunscreen 08:00 daily"))
+    assert _status_and_next_due(bot)[1] != [None]
+    await bot.handled(_membership(bot, "kicked"))
+    assert _status_and_next_due(bot) == ("blocked", [None])
+    bot.clock.advance(timedelta(days=2))
+    await bot.handled(_membership(bot, "member"))
+    status, due = _status_and_next_due(bot)
+    assert status == "active"
+    assert due == [bot.clock.now.replace(hour=8, minute=0) + timedelta(days=1)]
+    assert len(bot.standin.chat(USER)) == said, "a change of membership is not answered"
+
+
+async def test_membership_changes_neither_revive_the_forgotten_nor_create_strangers(
+    bot: Harness,
+) -> None:
+    await bot.say("/start")
+    await bot.say("/forget")
+    await bot.press("Yes, delete my data")
+    await bot.handled(_membership(bot, "kicked"))
+    await bot.handled(_membership(bot, "member"))
+    assert _status_and_next_due(bot) == ("deleted", [])
+    stranger = 5005
+    await bot.handled(_membership(bot, "kicked", user_id=stranger))
+    await bot.handled(_membership(bot, "member", user_id=stranger))
+    assert _status_and_next_due(bot, stranger) == (None, [])
+    assert bot.standin.chat(stranger) == []
+
+
+async def test_an_operator_note_names_the_error_and_where_but_no_user_data(
+    bot: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await bot.say("/start", first_name="Zoë")
+    # The database refuses the next reminder; its error message quotes the row it refused.
+    with new_session(bot.engine) as session:
+        session.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON reminders "
+                "BEGIN SELECT RAISE(ABORT, 'disk quota exceeded'); END"
+            )
+        )
+        session.commit()
+    (apology,) = await bot.say("/remind Zoë's retinol 21:00 daily", first_name="Zoë")
+    assert apology.plain.startswith("Sorry")
+    (note,) = bot.standin.chat(42)
+    assert "retinol" not in note.plain
+    assert "Zoë" not in note.plain
+    assert "disk quota" not in note.plain
+    assert "sqlalchemy.exc.IntegrityError while handling an update" in note.plain
+    assert "reminders/remind.py:" in note.plain  # the callback
+    assert "in add_reminder" in note.plain  # the line that failed
+    found = re.search(r"reference ([0-9a-f]{8})\b", note.plain)
+    assert found is not None, note.plain
+    (logged,) = [r for r in caplog.records if found.group(1) in r.getMessage()]
+    assert logged.exc_info is not None, "the log has the full traceback"
+    assert "retinol" in str(logged.exc_info[1]), "and the details the note leaves out"

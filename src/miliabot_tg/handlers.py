@@ -1,20 +1,26 @@
 """Thin Telegram callbacks: read the update, call the core, reply."""
 
+import asyncio
 import html
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import secrets
+import traceback
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import Engine
-from telegram import InlineKeyboardMarkup, Message, Update
+from sqlmodel import Session
+from telegram import ChatMember, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import (
     Application,
     CallbackContext,
     CallbackQueryHandler,
+    ChatMemberHandler,
     CommandHandler,
     ExtBot,
     MessageHandler,
@@ -25,18 +31,49 @@ from telegram.ext import (
 from miliabot_tg import repo, texts
 from miliabot_tg.config import Settings
 from miliabot_tg.content import Guide
-from miliabot_tg.db import new_session
+from miliabot_tg.db import db_read, db_write
+from miliabot_tg.models import Reminder
 from miliabot_tg.reminders.texts import resume_offer
 
 log = logging.getLogger(__name__)
 
 Context = CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]
+T = TypeVar("T")
 
 # A /start within this long of the first message still counts as a first visit.
 FIRST_VISIT = timedelta(minutes=1)
 SEARCH_RESULTS = 5
 ALERT_EVERY = timedelta(minutes=1)
 SUGGESTIONS = 4
+# How long an answer waits for the visit to be recorded. Normally the write takes a few
+# milliseconds and lands first; a database that is slow or gone must not hold answers
+# that do not need it (the guide), so after this the write carries on in the background.
+RECORD_PATIENCE: Final = 0.25
+_PACKAGE_DIR: Final = Path(__file__).resolve().parent
+
+
+class Visits:
+    """Writes recording who wrote, in flight, so a user's later database work runs after."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, asyncio.Task[None]] = {}
+
+    def start(self, user_id: int, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run the write in the background; it is the one this user's next work waits for."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._pending[user_id] = task
+        task.add_done_callback(lambda done: self._finished(user_id, done))
+        return task
+
+    def _finished(self, user_id: int, task: asyncio.Task[None]) -> None:
+        if self._pending.get(user_id) is task:
+            del self._pending[user_id]
+
+    async def recorded(self, user_id: int) -> None:
+        """Wait until the user's latest visit is written (or has failed: that was logged)."""
+        task = self._pending.get(user_id)
+        if task is not None:
+            await asyncio.wait({task})
 
 
 @dataclass(frozen=True)
@@ -49,6 +86,17 @@ class Deps:
     clock: Callable[[], datetime]
     # Tell the reminder dispatcher that something may now be due at this time.
     wake: Callable[[datetime], None] = lambda _when: None
+    visits: Visits = field(default_factory=Visits)
+
+    async def read(self, user_id: int, work: Callable[[Session], T]) -> T:
+        """Run a read for this user off the event loop, after their visit is recorded."""
+        await self.visits.recorded(user_id)
+        return await db_read(self.engine, work)
+
+    async def write(self, user_id: int, work: Callable[[Session], T]) -> T:
+        """Run a write for this user off the event loop, after their visit is recorded."""
+        await self.visits.recorded(user_id)
+        return await db_write(self.engine, work)
 
 
 class Handlers:
@@ -64,6 +112,8 @@ class Handlers:
         private = filters.ChatType.PRIVATE
         # Group -1 runs before everything else for every update: remember who wrote.
         app.add_handler(TypeHandler(Update, self.record_user), group=-1)
+        # The user blocked or unblocked the bot (a private chat's membership changed).
+        app.add_handler(ChatMemberHandler(self.membership, ChatMemberHandler.MY_CHAT_MEMBER))
 
         app.add_handler(CommandHandler("start", self.start, filters=private))
         app.add_handler(CommandHandler("help", self.help, filters=private))
@@ -87,24 +137,72 @@ class Handlers:
         user, chat = update.effective_user, update.effective_chat
         if user is None or chat is None or chat.type != ChatType.PRIVATE:
             return
-        with new_session(self.deps.engine) as session:
-            repo.touch_user(
-                session=session,
-                user_id=user.id,
-                first_name=user.first_name,
-                language_code=user.language_code,
-                now=self.deps.clock(),
-                default_key=self.deps.settings.default_tz,
+        if update.my_chat_member is not None:
+            return  # not a visit: blocking the bot is no sign they want messages (membership)
+        visit = self._record_visit(user.id, user.first_name, user.language_code)
+        await asyncio.wait({self.deps.visits.start(user.id, visit)}, timeout=RECORD_PATIENCE)
+
+    async def _record_visit(self, user_id: int, name: str, language: str | None) -> None:
+        """Write down a visit if it changes anything; a failure is logged, never raised."""
+        engine, now = self.deps.engine, self.deps.clock()
+        default_key = self.deps.settings.default_tz
+        try:
+            if await db_read(
+                engine,
+                lambda s: repo.visit_is_news(
+                    session=s, user_id=user_id, first_name=name, language_code=language, now=now
+                ),
+            ):
+                await db_write(
+                    engine,
+                    lambda s: repo.touch_user(
+                        session=s,
+                        user_id=user_id,
+                        first_name=name,
+                        language_code=language,
+                        now=now,
+                        default_key=default_key,
+                    ),
+                )
+        except Exception:
+            # The answer must neither fail nor apologise for this; the next visit tries again.
+            log.warning("could not record a visit of user %s", user_id, exc_info=True)
+
+    async def membership(self, update: Update, context: Context) -> None:
+        """Stop reminders at once when the user blocks the bot; resume when they unblock it."""
+        change, user = update.my_chat_member, update.effective_user
+        if change is None or user is None or change.chat.type != ChatType.PRIVATE:
+            return
+        status, now = change.new_chat_member.status, self.deps.clock()
+        if status == ChatMember.BANNED:  # "kicked": the user blocked the bot
+            log.info("user %s has blocked the bot", user.id)
+            await self.deps.write(
+                user.id, lambda s: repo.mark_blocked(session=s, user_id=user.id, now=now)
             )
+        elif status == ChatMember.MEMBER:  # unblocked (or restarted) the bot
+            default_key = self.deps.settings.default_tz
+
+            def unblock(session: Session) -> list[Reminder]:
+                return repo.unblock_user(
+                    session=session, user_id=user.id, now=now, default_key=default_key
+                )
+
+            due = [r.next_due_at for r in await self.deps.write(user.id, unblock) if r.next_due_at]
+            if due:
+                self.deps.wake(min(due))
 
     async def start(self, update: Update, context: Context) -> None:
         """Welcome the user, offering to resume their reminders if they paused them all."""
         message, user = _message(update), update.effective_user
         if user is None:
             return
-        with new_session(self.deps.engine) as session:
-            known = repo.get_user(session=session, user_id=user.id)
-            prefs = repo.get_preferences(session=session, user_id=user.id)
+        known, prefs = await self.deps.read(
+            user.id,
+            lambda s: (
+                repo.get_user(session=s, user_id=user.id),
+                repo.get_preferences(session=s, user_id=user.id),
+            ),
+        )
         returning = known is not None and known.first_seen < self.deps.clock() - FIRST_VISIT
         text = texts.welcome(user.first_name, returning=returning)
         keyboard: InlineKeyboardMarkup | None = None
@@ -173,8 +271,7 @@ class Handlers:
             return
         await query.answer()
         if query.data == texts.CB_FORGET_YES:
-            with new_session(self.deps.engine) as session:
-                repo.forget_user(session=session, user_id=user.id)
+            await self.deps.write(user.id, lambda s: repo.forget_user(session=s, user_id=user.id))
             await show_in_place(update, texts.FORGOTTEN, None)
         else:
             await show_in_place(update, texts.NOT_FORGOTTEN, None)
@@ -208,10 +305,18 @@ class Handlers:
         if isinstance(context.error, Forbidden) and user is not None:
             # The user blocked the bot while we were answering: stop writing to them.
             log.info("user %s has blocked the bot", user.id)
-            with new_session(self.deps.engine) as session:
-                repo.mark_blocked(session=session, user_id=user.id, now=self.deps.clock())
+            now = self.deps.clock()
+            await self.deps.write(
+                user.id, lambda s: repo.mark_blocked(session=s, user_id=user.id, now=now)
+            )
             return
-        log.error("error while handling an update", exc_info=context.error)
+        error = context.error
+        # The operator's note carries no message text: a database error's message quotes
+        # the rows it was writing (names, reminder labels). The reference finds the full
+        # traceback in the log.
+        reference = secrets.token_hex(4)
+        place = where(error) if error is not None else "unknown place"
+        log.error("error %s while handling an update, at %s", reference, place, exc_info=error)
         if isinstance(update, Update):
             await self._apologise(update)
         # When the database is down every update fails; one note a minute is enough.
@@ -220,9 +325,12 @@ class Handlers:
             self._unreported += 1
             return
         self._last_alert = now
-        error = context.error
-        summary = f"{type(error).__name__}: {error}" if error else "unknown error"
-        note = f"⚠️ Error while handling an update:\n<code>{html.escape(summary[:500])}</code>"
+        kind = error_type(error) if error is not None else "unknown error"
+        note = (
+            f"⚠️ {html.escape(kind)} while handling an update\n"
+            f"at <code>{html.escape(place)}</code>\n"
+            f"reference <code>{reference}</code> (in the log, with the traceback)"
+        )
         if self._unreported:
             note += f"\n(and {self._unreported} more since the last note; see the logs)"
             self._unreported = 0
@@ -240,6 +348,33 @@ class Handlers:
                 await update.effective_chat.send_message(texts.SOMETHING_WENT_WRONG)
         except TelegramError:
             log.warning("could not tell the user about an error")
+
+
+def error_type(error: BaseException) -> str:
+    """The exception's class, qualified by its module unless it is a builtin."""
+    kind = type(error)
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def where(error: BaseException) -> str:
+    """Say where in our own code an error happened, without any of its data.
+
+    The outermost frame of ours is the callback that was running, the innermost the line
+    that failed (often a query in repo.py): "handlers.py:120 in start > repo.py:42 in touch".
+    """
+    ours = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if Path(frame.filename).resolve().is_relative_to(_PACKAGE_DIR)
+    ]
+    if not ours:
+        return "outside the bot's code"
+    places = [ours[0], ours[-1]] if len(ours) > 1 else ours[:1]
+    return " > ".join(
+        f"{Path(f.filename).resolve().relative_to(_PACKAGE_DIR).as_posix()}:{f.lineno} in {f.name}"
+        for f in places
+    )
 
 
 def _message(update: Update) -> Message:

@@ -53,13 +53,7 @@ def touch_user(
         session.add(user)
         session.commit()
         return user, True
-    changed = (
-        user.status != UserStatus.ACTIVE
-        or user.first_name != first_name
-        or user.language_code != language_code
-        or now - user.last_seen >= LAST_SEEN_RESOLUTION
-    )
-    if changed:
+    if _visit_changes(user, first_name, language_code, now):
         returning = user.status != UserStatus.ACTIVE
         user.status = UserStatus.ACTIVE
         user.first_name = first_name
@@ -73,6 +67,27 @@ def touch_user(
     return user, False
 
 
+def visit_is_news(
+    *, session: Session, user_id: int, first_name: str, language_code: str | None, now: datetime
+) -> bool:
+    """Whether touch_user would change anything; most messages change nothing.
+
+    Asking first, in a transaction that only reads, keeps a plain message from taking
+    the database's write lock.
+    """
+    user = session.get(User, user_id)
+    return user is None or _visit_changes(user, first_name, language_code, now)
+
+
+def _visit_changes(user: User, first_name: str, language_code: str | None, now: datetime) -> bool:
+    return (
+        user.status != UserStatus.ACTIVE
+        or user.first_name != first_name
+        or user.language_code != language_code
+        or now - user.last_seen >= LAST_SEEN_RESOLUTION
+    )
+
+
 def mark_blocked(*, session: Session, user_id: int, now: datetime) -> None:
     """Stop messaging a user who blocked the bot or whose chat is gone."""
     user = session.get(User, user_id)
@@ -82,6 +97,24 @@ def mark_blocked(*, session: Session, user_id: int, now: datetime) -> None:
     session.add(user)
     _silence_reminders(session, user_id, now, error="user blocked the bot")
     session.commit()
+
+
+def unblock_user(
+    *, session: Session, user_id: int, now: datetime, default_key: str
+) -> list[Reminder]:
+    """Resume a user who unblocked the bot; return their reminders, re-planned from now.
+
+    Only a blocked user comes back this way: one who asked to be forgotten stays
+    forgotten, and an unknown user is not created, until they write to us.
+    """
+    user = session.get(User, user_id)
+    if user is None or user.status != UserStatus.BLOCKED:
+        return []
+    user.status = UserStatus.ACTIVE
+    session.add(user)
+    reminders = _reschedule_all(session, user, now, default_key)
+    session.commit()
+    return reminders
 
 
 def _silence_reminders(session: Session, user_id: int, now: datetime, *, error: str) -> None:

@@ -83,6 +83,10 @@ class ReminderBase:
 
     # --- shared --------------------------------------------------------------------------------
 
+    async def _user_zone(self, user_id: int) -> Zone:
+        """The zone the user's reminders are planned in, read off the event loop."""
+        return await self.deps.read(user_id, lambda session: self._zone(session, user_id))
+
     def _zone(self, session: Session, user_id: int) -> Zone:
         user = repo.get_user(session=session, user_id=user_id)
         key = user.timezone if user is not None and user.timezone else None

@@ -2,10 +2,12 @@
 the button that resumes every reminder paused with /stop.
 """
 
+from datetime import datetime
+
+from sqlmodel import Session
 from telegram import InlineKeyboardMarkup, Message, Update
 
 from miliabot_tg import repo
-from miliabot_tg.db import new_session
 from miliabot_tg.handlers import Context, show_in_place
 from miliabot_tg.models import Reminder
 from miliabot_tg.reminders import texts as rt
@@ -13,6 +15,7 @@ from miliabot_tg.reminders.common import (
     DAILY_WORDS,
     Pending,
     ReminderBase,
+    Zone,
     append_line,
     message_of,
     reply,
@@ -28,16 +31,20 @@ class ListHandlers(ReminderBase):
         user = update.effective_user
         if user is None:
             return
-        await reply(message_of(update), self._list_page(user.id, 0))
+        await reply(message_of(update), await self._list_page(user.id, 0))
 
-    def _list_page(
+    async def _list_page(
         self, user_id: int, page: int, note: str = ""
     ) -> tuple[str, InlineKeyboardMarkup | None]:
         now = self.deps.clock()
-        with new_session(self.deps.engine) as session:
-            zone = self._zone(session, user_id)
-            prefs = repo.get_preferences(session=session, user_id=user_id)
-            reminders = repo.list_reminders(session=session, user_id=user_id)
+        zone, prefs, reminders = await self.deps.read(
+            user_id,
+            lambda s: (
+                self._zone(s, user_id),
+                repo.get_preferences(session=s, user_id=user_id),
+                repo.list_reminders(session=s, user_id=user_id),
+            ),
+        )
         items = [_listed(r, self._next_text(r, zone, now)) for r in reminders]
         all_paused = prefs is not None and prefs.reminders_paused
         return rt.reminder_list(items, page=page, zone=zone.key, all_paused=all_paused, note=note)
@@ -55,53 +62,62 @@ class ListHandlers(ReminderBase):
                 return
             if action in ("list", "cancel"):
                 await query.answer()
-                await show_in_place(update, *self._list_page(user.id, int(parts[2])))
+                await show_in_place(update, *await self._list_page(user.id, int(parts[2])))
                 return
             reminder_id, page = int(parts[2]), int(parts[3])
         except (IndexError, ValueError):
             await query.answer(rt.STALE_BUTTON, show_alert=True)
             return
-        now, default_key = self.deps.clock(), self.deps.settings.default_tz
-        with new_session(self.deps.engine) as session:
-            reminder = repo.get_reminder(session=session, user_id=user.id, reminder_id=reminder_id)
-            toggles = action in ("pause", "resume")
-            if reminder is not None and toggles and reminder.paused != (action == "pause"):
-                reminder = repo.set_reminder_paused(
-                    session=session,
-                    user_id=user.id,
-                    reminder_id=reminder_id,
-                    paused=action == "pause",
-                    now=now,
-                    default_key=default_key,
-                )
-            elif reminder is not None and action == "delyes":
-                repo.delete_reminder(session=session, user_id=user.id, reminder_id=reminder_id)
+        now = self.deps.clock()
+        reminder = await self.deps.write(
+            user.id, lambda s: self._apply_action(s, user.id, reminder_id, action, now)
+        )
         if reminder is None:
             await query.answer(rt.REMINDER_GONE, show_alert=True)
-            await show_in_place(update, *self._list_page(user.id, page))
+            await show_in_place(update, *await self._list_page(user.id, page))
             return
         await query.answer()
         if action in ("pause", "resume"):
             if reminder.next_due_at is not None:
                 self.deps.wake(reminder.next_due_at)
-            await show_in_place(update, *self._list_page(user.id, page))
+            await show_in_place(update, *await self._list_page(user.id, page))
         elif action == "edit":
             self._wait(user.id, Pending("edit", now, reminder_id=reminder_id))
             await show_in_place(update, *rt.edit_prompt(_listed(reminder, None), page))
         elif action == "del":
             await show_in_place(update, *rt.delete_question(_listed(reminder, None), page))
         elif action == "delyes":
-            await show_in_place(update, *self._list_page(user.id, page, note=rt.DELETED))
+            await show_in_place(update, *await self._list_page(user.id, page, note=rt.DELETED))
         else:
-            await show_in_place(update, *self._list_page(user.id, page))
+            await show_in_place(update, *await self._list_page(user.id, page))
+
+    def _apply_action(
+        self, session: Session, user_id: int, reminder_id: int, action: str, now: datetime
+    ) -> Reminder | None:
+        """Pause, resume or delete as the button says; return the reminder, None if gone."""
+        reminder = repo.get_reminder(session=session, user_id=user_id, reminder_id=reminder_id)
+        toggles = action in ("pause", "resume")
+        if reminder is not None and toggles and reminder.paused != (action == "pause"):
+            return repo.set_reminder_paused(
+                session=session,
+                user_id=user_id,
+                reminder_id=reminder_id,
+                paused=action == "pause",
+                now=now,
+                default_key=self.deps.settings.default_tz,
+            )
+        if reminder is not None and action == "delyes":
+            repo.delete_reminder(session=session, user_id=user_id, reminder_id=reminder_id)
+        return reminder
 
     # "Resume all" is one of the list's buttons (rm:resumeall), though /stop and /start send it
     # too: from the list it redraws the page, elsewhere it adds a line.
     async def _resume_all(self, update: Update, user_id: int, *, page: int | None) -> None:
         query = update.callback_query
         assert query is not None
-        now = self.deps.clock()
-        with new_session(self.deps.engine) as session:
+        now, default_key = self.deps.clock(), self.deps.settings.default_tz
+
+        def resume(session: Session) -> tuple[bool, list[Reminder], Zone]:
             prefs = repo.get_preferences(session=session, user_id=user_id)
             was_paused = prefs is not None and prefs.reminders_paused
             # Only when paused: re-planning from now would drop a firing that is due.
@@ -111,12 +127,14 @@ class ListHandlers(ReminderBase):
                     user_id=user_id,
                     paused=False,
                     now=now,
-                    default_key=self.deps.settings.default_tz,
+                    default_key=default_key,
                 )
                 if was_paused
                 else []
             )
-            zone = self._zone(session, user_id)
+            return was_paused, reminders, self._zone(session, user_id)
+
+        was_paused, reminders, zone = await self.deps.write(user_id, resume)
         due = [r for r in reminders if r.next_due_at is not None]
         first = min(due, key=lambda r: r.next_due_at or now) if due else None
         if first is not None and first.next_due_at is not None:
@@ -131,19 +149,21 @@ class ListHandlers(ReminderBase):
                 len(reminders), rt.title(first.kind, first.label), self._next_text(first, zone, now)
             )
         if page is not None:
-            await show_in_place(update, *self._list_page(user_id, page, note=line))
+            await show_in_place(update, *await self._list_page(user_id, page, note=line))
         else:
             await append_line(update, line, replacing=rt.RESUME_OFFER)
 
     async def _typed_edit(
         self, message: Message, user_id: int, pending: Pending, text: str
     ) -> None:
-        now = self.deps.clock()
-        with new_session(self.deps.engine) as session:
-            zone = self._zone(session, user_id)
-            reminder = repo.get_reminder(
-                session=session, user_id=user_id, reminder_id=pending.reminder_id
-            )
+        now, default_key = self.deps.clock(), self.deps.settings.default_tz
+        zone, reminder = await self.deps.read(
+            user_id,
+            lambda s: (
+                self._zone(s, user_id),
+                repo.get_reminder(session=s, user_id=user_id, reminder_id=pending.reminder_id),
+            ),
+        )
         if reminder is None:
             self._pending.pop(user_id, None)
             await message.reply_text(rt.REMINDER_GONE)
@@ -155,15 +175,17 @@ class ListHandlers(ReminderBase):
             return
         if rule.days == DAILY and not DAILY_WORDS.search(text):
             rule = Rule(rule.times, Rule.from_text(reminder.rule).days)  # only a time: keep days
-        with new_session(self.deps.engine) as session:
-            updated = repo.update_reminder_rule(
-                session=session,
+        updated = await self.deps.write(
+            user_id,
+            lambda s: repo.update_reminder_rule(
+                session=s,
                 user_id=user_id,
                 reminder_id=pending.reminder_id,
                 rule=rule,
                 now=now,
-                default_key=self.deps.settings.default_tz,
-            )
+                default_key=default_key,
+            ),
+        )
         self._pending.pop(user_id, None)
         if updated is None:
             await message.reply_text(rt.REMINDER_GONE)

@@ -7,7 +7,6 @@ from sqlmodel import Session
 from telegram import Update
 
 from miliabot_tg import repo
-from miliabot_tg.db import new_session
 from miliabot_tg.handlers import Context
 from miliabot_tg.models import OccurrenceStatus
 from miliabot_tg.reminders import texts as rt
@@ -40,10 +39,10 @@ class OccurrenceHandlers(ReminderBase):
             await query.answer(rt.STALE_BUTTON, show_alert=True)
             return
         now = self.deps.clock()
-        with new_session(self.deps.engine) as session:
-            problem, line, until = self._answer_occurrence(
-                session, user.id, occurrence_id, action, minutes, now
-            )
+        problem, line, until = await self.deps.write(
+            user.id,
+            lambda s: self._answer_occurrence(s, user.id, occurrence_id, action, minutes, now),
+        )
         if problem is not None:
             await query.answer(problem, show_alert=True)
             return

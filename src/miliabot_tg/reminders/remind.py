@@ -8,7 +8,6 @@ from sqlmodel import Session
 from telegram import Chat, Message, Update
 
 from miliabot_tg import repo
-from miliabot_tg.db import new_session
 from miliabot_tg.handlers import Context, show_in_place
 from miliabot_tg.models import Reminder
 from miliabot_tg.reminders import texts as rt
@@ -65,8 +64,7 @@ class RemindHandlers(ReminderBase):
         if not line:
             await reply(message, rt.flow_kinds())
             return
-        with new_session(self.deps.engine) as session:
-            zone = self._zone(session, user.id)
+        zone = await self._user_zone(user.id)
         today = self.deps.clock().astimezone(zone.tz).date()
         try:
             spec = parse_remind(line, today=today)
@@ -80,8 +78,7 @@ class RemindHandlers(ReminderBase):
     ) -> None:
         """Store the reminder and confirm it; caution and ask for a timezone when due."""
         now = self.deps.clock()
-        with new_session(self.deps.engine) as session:
-            added = self._add(session, user_id, spec, now)
+        added = await self.deps.write(user_id, lambda s: self._add(s, user_id, spec, now))
         if added is None:
             text = rt.too_many(MAX_REMINDERS)
         elif not added.created:
@@ -158,8 +155,7 @@ class RemindHandlers(ReminderBase):
             times = rt.decode_times(parts[3]) if action in ("time", "days") else ()
             rule = None
             if action == "days":
-                with new_session(self.deps.engine) as session:
-                    zone = self._zone(session, user.id)
+                zone = await self._user_zone(user.id)
                 rule = Rule(times, rt.days_from_code(parts[4], now.astimezone(zone.tz).date()))
         except (IndexError, ValueError):
             label = None
@@ -202,8 +198,7 @@ class RemindHandlers(ReminderBase):
         self, message: Message, user_id: int, pending: Pending, text: str
     ) -> None:
         now = self.deps.clock()
-        with new_session(self.deps.engine) as session:
-            zone = self._zone(session, user_id)
+        zone = await self._user_zone(user_id)
         today = now.astimezone(zone.tz).date()
         try:
             if pending.step == "time":

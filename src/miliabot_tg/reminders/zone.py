@@ -5,7 +5,6 @@ from typing import Final
 from telegram import Message, ReplyKeyboardRemove, Update
 
 from miliabot_tg import repo
-from miliabot_tg.db import new_session
 from miliabot_tg.handlers import Context, show_in_place
 from miliabot_tg.reminders import texts as rt
 from miliabot_tg.reminders.common import (
@@ -40,8 +39,7 @@ class ZoneHandlers(ReminderBase):
         if text:
             await self._set_zone_from_text(message, user.id, text)
             return
-        with new_session(self.deps.engine) as session:
-            zone = self._zone(session, user.id)
+        zone = await self._user_zone(user.id)
         self._wait(user.id, Pending("timezone", self.deps.clock()))
         local_now = self.deps.clock().astimezone(zone.tz)
         await reply(message, rt.timezone_prompt(zone.key, local_now, assumed=zone.assumed))
@@ -60,7 +58,7 @@ class ZoneHandlers(ReminderBase):
             await message.reply_text(rt.LOCATION_UNKNOWN, reply_markup=ReplyKeyboardRemove())
             return
         await message.reply_text(
-            self._apply_zone(user.id, zone), reply_markup=ReplyKeyboardRemove()
+            await self._apply_zone(user.id, zone), reply_markup=ReplyKeyboardRemove()
         )
 
     async def _set_zone_from_text(self, message: Message, user_id: int, text: str) -> None:
@@ -74,20 +72,18 @@ class ZoneHandlers(ReminderBase):
             await reply(message, rt.timezone_unknown(exc.message, suggestions))
             return
         await message.reply_text(
-            self._apply_zone(user_id, zone), reply_markup=ReplyKeyboardRemove()
+            await self._apply_zone(user_id, zone), reply_markup=ReplyKeyboardRemove()
         )
 
-    def _apply_zone(self, user_id: int, zone: ResolvedZone) -> str:
+    async def _apply_zone(self, user_id: int, zone: ResolvedZone) -> str:
         """Store the zone, re-plan every reminder, and describe the result."""
-        now = self.deps.clock()
-        with new_session(self.deps.engine) as session:
-            reminders = repo.set_timezone(
-                session=session,
-                user_id=user_id,
-                key=zone.key,
-                now=now,
-                default_key=self.deps.settings.default_tz,
-            )
+        now, default_key = self.deps.clock(), self.deps.settings.default_tz
+        reminders = await self.deps.write(
+            user_id,
+            lambda s: repo.set_timezone(
+                session=s, user_id=user_id, key=zone.key, now=now, default_key=default_key
+            ),
+        )
         due = [r.next_due_at for r in reminders if r.next_due_at is not None]
         if due:
             self.deps.wake(min(due))
@@ -105,8 +101,7 @@ class ZoneHandlers(ReminderBase):
         if query is None or query.data is None or user is None:
             return
         if query.data == rt.CB_ZONE_LOCATION:
-            with new_session(self.deps.engine) as session:
-                zone = self._zone(session, user.id)
+            zone = await self._user_zone(user.id)
             self._wait(user.id, Pending("timezone", self.deps.clock()))
             await query.answer()
             local_now = self.deps.clock().astimezone(zone.tz)
@@ -121,12 +116,11 @@ class ZoneHandlers(ReminderBase):
             await query.answer(rt.ZONE_GONE, show_alert=True)
             return
         await query.answer()
-        with new_session(self.deps.engine) as session:
-            zone = self._zone(session, user.id)
+        zone = await self._user_zone(user.id)
         if keep and not zone.assumed:
             await show_in_place(update, rt.timezone_already(zone.key), None)
             return
-        await show_in_place(update, self._apply_zone(user.id, resolved), None)
+        await show_in_place(update, await self._apply_zone(user.id, resolved), None)
 
 
 def _key_of(name: str) -> str | None:
