@@ -381,3 +381,32 @@ async def test_a_stopping_bot_gives_unsent_reminders_back_at_once(tmp_path: Path
         stopping = False  # the next start sends the rest at once, without waiting for a lease
         await h.dispatcher.run_cycle()
         assert all(len(h.standin.chat(u)) == 1 for u in users)
+
+
+async def test_each_reminder_in_a_shared_message_is_answered_on_its_own(bot: Harness) -> None:
+    bot.clock.now = _at(date(2026, 11, 26), 8, 0)
+    _user(bot)
+    for line in ("sunscreen 08:30 daily", "moisturize 08:30 daily", "water 08:30 daily"):
+        _remind(bot, line)
+    bot.clock.now = _at(date(2026, 11, 26), 8, 30)
+    await bot.dispatcher.run_cycle()
+    (message,) = bot.standin.chat(USER)
+
+    after_done = await bot.press("✅ Sunscreen")
+    assert after_done.message_id == message.message_id, "edited in place"
+    assert "Sunscreen: ✅ Done" in after_done.plain
+    left = [label for row in after_done.buttons for label, _ in row if label.startswith("✅")]
+    assert left == ["✅ Moisturize", "✅ water"], "the others can still be answered"
+
+    water_row = after_done.buttons[1]
+    skip = next(data for label, data in water_row if label == "⏭")
+    assert skip is not None
+    await bot.handled(bot.standin.press_button(USER, message.message_id, skip))
+    after_skip = bot.standin.chat(USER)[-1]
+    assert "water: ⏭ Skipped" in after_skip.plain
+    assert after_skip.buttons[0][0][0] == "✅ Moisturize"
+
+    last = await bot.press("✅ Moisturize")
+    assert last.buttons == [], "the last answer takes the last buttons away"
+    statuses = {o.reminder_id: o.status for o in _occurrences(bot)}
+    assert sorted(statuses.values()) == ["done", "done", "skipped"]

@@ -40,7 +40,7 @@ from telegram.ext import CallbackContext, ExtBot, Job, JobQueue
 
 from miliabot_tg import repo
 from miliabot_tg.content import Guide
-from miliabot_tg.db import new_session
+from miliabot_tg.db import new_session, reading
 from miliabot_tg.models import (
     INSTANCE_LENGTH,
     DispatcherHeartbeat,
@@ -393,7 +393,7 @@ class Dispatcher:
         by a crashed process is taken over as soon as its lease runs out.
         """
         occurrences = OCCURRENCES.c
-        with self.engine.connect() as conn:
+        with reading(self.engine).connect() as conn:
             reminder = conn.execute(select(func.min(REMINDERS.c.next_due_at))).scalar()
             occurrence = conn.execute(
                 select(func.min(occurrences.due_at)).where(occurrences.status.in_(repo.CLAIMABLE))

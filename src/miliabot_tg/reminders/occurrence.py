@@ -1,13 +1,15 @@
 """The Done, Snooze and Skip buttons on a reminder message."""
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from html import escape
 from typing import Final
 
 from sqlmodel import Session
-from telegram import Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 
 from miliabot_tg import repo
-from miliabot_tg.handlers import Context
+from miliabot_tg.handlers import Context, show_in_place
 from miliabot_tg.models import OccurrenceStatus
 from miliabot_tg.reminders import texts as rt
 from miliabot_tg.reminders.common import ReminderBase, append_line
@@ -49,7 +51,7 @@ class OccurrenceHandlers(ReminderBase):
         if until is not None:
             self.deps.wake(until)
         await query.answer()
-        await append_line(update, line)
+        await show_answer(update, occurrence_id, line)
 
     def _answer_occurrence(
         self,
@@ -86,3 +88,38 @@ class OccurrenceHandlers(ReminderBase):
         )
         moved = until != now + timedelta(minutes=minutes)
         return None, rt.outcome_snoozed(until, now, zone.tz, moved_by_quiet=moved), until
+
+
+async def show_answer(update: Update, occurrence_id: int, line: str) -> None:
+    """Show the answer on the reminder message.
+
+    A message for one reminder keeps its text, gains the line and loses its buttons. In a
+    message for several, only the answered reminder's row of buttons goes, and the line
+    says which reminder it was about; the others can still be answered.
+    """
+    query = update.callback_query
+    message = query.message if query is not None else None
+    if not isinstance(message, Message) or message.reply_markup is None:
+        await append_line(update, line)
+        return
+    mine: list[Sequence[InlineKeyboardButton]] = []
+    others: list[Sequence[InlineKeyboardButton]] = []
+    for row in message.reply_markup.inline_keyboard:
+        ids = {_occurrence_of(button.callback_data) for button in row}
+        (mine if occurrence_id in ids else others).append(row)
+    if not mine or not any(_occurrence_of(b.callback_data) for row in others for b in row):
+        await append_line(update, line)
+        return
+    name = mine[0][0].text.removeprefix("✅").strip()
+    text = f"{message.text_html}\n{escape(name, quote=False)}: {line}"
+    if len(text) > rt.MAX_MESSAGE:
+        text = line
+    await show_in_place(update, text, InlineKeyboardMarkup(others))
+
+
+def _occurrence_of(callback_data: object) -> int | None:
+    """The occurrence a reminder button answers (``occ:<action>:<id>[:<minutes>]``)."""
+    if not isinstance(callback_data, str) or not callback_data.startswith(rt.CB_OCCURRENCE):
+        return None
+    parts = callback_data.split(":")
+    return int(parts[2]) if len(parts) > 2 and parts[2].isascii() and parts[2].isdigit() else None
