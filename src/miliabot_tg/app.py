@@ -98,7 +98,9 @@ def build_application(
         policy=policy,
         on_share=share_rate,
         send_rate=lambda: pacer.global_rate,
-        keep_going=lambda: app.running,
+        # A bot that dispatches stops sending once it is shutting down; one driven by hand
+        # (benchmarks, the console) has no running state to consult.
+        keep_going=(lambda: app.running) if dispatch else (lambda: True),
     )
     deps = replace(deps, wake=dispatcher.wake)
     # Order matters: the reminder handlers take locations and typed answers they asked for
