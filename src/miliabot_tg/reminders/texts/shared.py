@@ -148,7 +148,7 @@ def decode_times(text: str) -> tuple[time, ...]:
     """Inverse of :func:`encode_times`; raises ``ValueError`` on anything else."""
     times = []
     for item in text.split(","):
-        if len(item) != 4 or not item.isdigit():
+        if len(item) != 4 or not (item.isascii() and item.isdigit()):
             raise ValueError(f"bad time {item!r}")
         times.append(time(int(item[:2]), int(item[2:])))
     return tuple(times)
