@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Engine, Table, and_, bindparam, delete, func, or_, select, update
@@ -41,6 +41,15 @@ from telegram.ext import CallbackContext, ExtBot, Job, JobQueue
 from miliabot_tg import repo
 from miliabot_tg.content import Guide
 from miliabot_tg.db import new_session, reading
+from miliabot_tg.leases import (
+    BatchSender,
+    Lease,
+    WorkTable,
+    claim_rows,
+    release_mine,
+    release_stale,
+    renew_rows,
+)
 from miliabot_tg.models import (
     INSTANCE_LENGTH,
     DispatcherHeartbeat,
@@ -64,6 +73,7 @@ OCCURRENCES: Table = Occurrence.__table__  # type: ignore[attr-defined]
 USERS: Table = User.__table__  # type: ignore[attr-defined]
 PREFERENCES: Table = UserPreferences.__table__  # type: ignore[attr-defined]
 HEARTBEATS: Table = DispatcherHeartbeat.__table__  # type: ignore[attr-defined]
+WORK = WorkTable(OCCURRENCES, claimable=repo.CLAIMABLE)
 
 PENDING, SENDING, SENT = (
     OccurrenceStatus.PENDING.value,
@@ -73,8 +83,6 @@ PENDING, SENDING, SENT = (
 MISSED, FAILED = OccurrenceStatus.MISSED.value, OccurrenceStatus.FAILED.value
 # Finished occurrences: history, kept for `DispatchPolicy.history`, then deleted.
 FINISHED = tuple(s.value for s in OccurrenceStatus if s.value not in (*repo.CLAIMABLE, SENDING))
-# A claim validity that lets nothing be sent.
-NEVER = datetime.min.replace(tzinfo=UTC)
 # How often old history is pruned.
 PRUNE_EVERY = timedelta(hours=1)
 # Outcomes that never reach the database as a status of their own.
@@ -98,14 +106,9 @@ class DispatchPolicy:
     prune_batch: int = 1000  # history rows deleted per transaction
 
     @property
-    def renew_every(self) -> timedelta:
-        """How often claims are renewed while their messages wait to be sent."""
-        return self.lease / 4
-
-    @property
-    def claim_margin(self) -> timedelta:
-        """A claim this close to expiry is not used: a send must finish well before it does."""
-        return self.lease / 2
+    def leasing(self) -> Lease:
+        """How claims are kept while a batch is sent."""
+        return Lease(lease=self.lease, flush_every=self.flush_every, heartbeat=self.heartbeat)
 
     @property
     def stalled_after(self) -> timedelta:
@@ -181,14 +184,6 @@ class Claimed:
 
 
 @dataclass(frozen=True)
-class Claims:
-    """What this dispatcher knows about its claims while a batch is being sent."""
-
-    valid_until: datetime  # the earliest moment any of them may be taken over
-    lost: frozenset[int] = frozenset()  # claims another process has taken since
-
-
-@dataclass(frozen=True)
 class Outcome:
     """What happened to one send."""
 
@@ -240,13 +235,21 @@ class Dispatcher:
         self.on_share = on_share
         self.send_rate = send_rate
         self._last_heartbeat: datetime | None = None
-        self._claims = Claims(valid_until=NEVER)
-        # Outcomes of messages Telegram has answered that the database has not taken yet
-        # (it failed mid-batch); written first thing in the next cycle.
-        self._unrecorded: list[Outcome] = []
         # False once the application is stopping: finish the batch in hand, take no more,
         # so a shutdown with a large backlog is quick and the rest waits in the database.
         self.keep_going = keep_going
+        # Sends a claimed batch; keeps outcomes the database has not taken yet (it failed
+        # mid-batch), to be written first thing in the next cycle.
+        self._batch: BatchSender[Outcome] = BatchSender(
+            lease=self.policy.leasing,
+            clock=clock,
+            # Looked up at each call, so a test (or a subclass) may replace any of these.
+            keep_going=lambda: self.keep_going(),
+            renew=lambda ids, now: self.renew(ids, now),
+            record=lambda outcomes: self.record(outcomes),
+            beat=self._beat,
+            what="reminder",
+        )
 
     # --- waking up -------------------------------------------------------------------------
 
@@ -329,7 +332,8 @@ class Dispatcher:
 
     async def _watchdog(self, _context: CallbackContext[Any, Any, Any, Any]) -> None:
         """Restart the dispatcher if it has shown no progress for a few idle periods."""
-        stalled = time.monotonic() - self._last_progress
+        # Renewing a long batch's claims counts as progress too.
+        stalled = time.monotonic() - max(self._last_progress, self._batch.last_progress)
         if stalled < self.policy.stalled_after.total_seconds():
             return
         log.warning("the dispatcher has made no progress for %d s; restarting it", stalled)
@@ -357,8 +361,8 @@ class Dispatcher:
         """Do everything that is due now; return how many occurrences were attempted."""
         attempted = 0
         now = self.clock()
-        if self._unrecorded:
-            await self._flush()
+        if self._batch.unrecorded:
+            await self._batch.flush()
         await self._beat(now)
         await asyncio.to_thread(self.sweep, now)
         limit = claim_limit(self.policy, self.send_rate())
@@ -431,14 +435,7 @@ class Dispatcher:
     def sweep(self, now: datetime) -> None:
         """Release claims of dead dispatchers; give up on occurrences past the grace window."""
         with self.engine.begin() as conn:
-            released = conn.execute(
-                update(OCCURRENCES)
-                .where(
-                    OCCURRENCES.c.status == SENDING,
-                    OCCURRENCES.c.claimed_at < now - self.policy.lease,
-                )
-                .values(status=PENDING, claimed_by=None)
-            ).rowcount
+            released = release_stale(conn, WORK, now=now, lease=self.policy.lease)
             expires_at, due_at = OCCURRENCES.c.expires_at, OCCURRENCES.c.due_at
             expired = conn.execute(
                 update(OCCURRENCES)
@@ -557,37 +554,18 @@ class Dispatcher:
 
     def claim(self, now: datetime, limit: int | None = None) -> list[Claimed]:
         """Take ownership of due occurrences, atomically, and load what sending needs."""
-        due = (
-            select(OCCURRENCES.c.id)
-            .where(OCCURRENCES.c.status.in_(repo.CLAIMABLE), OCCURRENCES.c.due_at <= now)
-            .order_by(OCCURRENCES.c.due_at)
-            .limit(limit or self.policy.batch)
-        )
-        if self._dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        statement = (
-            update(OCCURRENCES)
-            .where(OCCURRENCES.c.id.in_(due.scalar_subquery()))
-            .values(
-                status=SENDING,
-                claimed_by=self.instance,
-                claimed_at=now,
-                attempts=OCCURRENCES.c.attempts + 1,
-            )
-            .returning(
-                OCCURRENCES.c.id,
-                OCCURRENCES.c.reminder_id,
-                OCCURRENCES.c.user_id,
-                OCCURRENCES.c.scheduled_for,
-                OCCURRENCES.c.due_at,
-                OCCURRENCES.c.expires_at,
-                OCCURRENCES.c.late,
-                OCCURRENCES.c.snoozes,
-                OCCURRENCES.c.attempts,
-            )
-        )
+        c = OCCURRENCES.c
+        returning = [c.id, c.reminder_id, c.user_id, c.scheduled_for, c.due_at, c.expires_at]
+        returning += [c.late, c.snoozes, c.attempts]
         with self.engine.begin() as conn:
-            taken = conn.execute(statement).all()
+            taken = claim_rows(
+                conn,
+                WORK,
+                instance=self.instance,
+                now=now,
+                limit=limit or self.policy.batch,
+                returning=returning,
+            )
             if not taken:
                 return []
             details = {
@@ -616,88 +594,22 @@ class Dispatcher:
 
     def renew(self, occurrence_ids: Sequence[int], now: datetime) -> set[int]:
         """Extend this process's claims on these occurrences; return those it still holds."""
-        statement = (
-            update(OCCURRENCES)
-            .where(
-                OCCURRENCES.c.id.in_(occurrence_ids),
-                OCCURRENCES.c.status == SENDING,
-                OCCURRENCES.c.claimed_by == self.instance,
-            )
-            .values(claimed_at=now)
-            .returning(OCCURRENCES.c.id)
-        )
         with self.engine.begin() as conn:
-            return set(conn.execute(statement).scalars())
+            return renew_rows(conn, WORK, occurrence_ids, instance=self.instance, now=now)
+
+    def release_claims(self) -> int:
+        """Give back every occurrence this process still holds, at once (it is stopping)."""
+        with self.engine.begin() as conn:
+            return release_mine(conn, WORK, instance=self.instance)
 
     async def _send_all(self, claimed: list[Claimed], claimed_at: datetime) -> None:
-        """Send, one message per user, recording outcomes in small groups as they come.
-
-        Recording as we go, not after the whole batch, is what keeps the duplicate window
-        small: a crash can only lose the outcomes of sends in flight or not yet flushed.
-        How many go out at once is the pacer's business: a message waiting for its turn
-        holds nothing, and the claims are renewed meanwhile.
-        """
-        self._claims = Claims(valid_until=claimed_at + self.policy.lease)
-        keeper = asyncio.create_task(self._keep_claims([c.occurrence_id for c in claimed]))
-
-        async def send_group(group: list[Claimed]) -> None:
-            outcomes = await self._send(group)  # before reading _unrecorded: a flush swaps it
-            self._unrecorded.extend(outcomes)
-            if len(self._unrecorded) >= self.policy.flush_every:
-                await self._flush(raise_errors=False)
-
-        try:
-            await asyncio.gather(*(send_group(group) for group in in_groups(claimed)))
-        finally:
-            keeper.cancel()
-            await asyncio.wait({keeper})
-        await self._flush()
-
-    async def _flush(self, *, raise_errors: bool = True) -> None:
-        """Record the outcomes in hand; if the database fails, keep them for the next try."""
-        group, self._unrecorded = self._unrecorded, []
-        try:
-            await asyncio.to_thread(self.record, group)
-        except Exception:
-            self._unrecorded = group + self._unrecorded
-            # Send nothing more on these claims until the database takes writes again (a
-            # renewal says so): what is sent now could not be recorded, and would be sent
-            # again by whoever takes the claims over.
-            self._claims = Claims(valid_until=NEVER)
-            if raise_errors:
-                raise
-            log.warning("could not record %d outcome(s) yet; will try again", len(group))
-
-    async def _keep_claims(self, occurrence_ids: list[int]) -> None:
-        """Renew the batch's claims and the heartbeat while its messages wait for the pacer."""
-        every = min(self.policy.renew_every, self.policy.heartbeat)
-        while True:
-            await asyncio.sleep(every.total_seconds())
-            now = self.clock()
-            try:
-                kept = await asyncio.to_thread(self.renew, occurrence_ids, now)
-                await self._beat(now)
-            except Exception:
-                # Not renewed: the claims run out on their own schedule, and `_may_send`
-                # stops using them before they do.
-                log.warning("could not renew reminder claims", exc_info=True)
-                continue
-            # Not renewed: recorded already (no longer to send) or taken over (not ours).
-            lost = self._claims.lost | (set(occurrence_ids) - kept)
-            self._claims = Claims(valid_until=now + self.policy.lease, lost=frozenset(lost))
-            self._last_progress = time.monotonic()
+        """Send, one message per user; the pacer decides how many go out at once."""
+        ids = [c.occurrence_id for c in claimed]
+        await self._batch.send_all(in_groups(claimed), ids, claimed_at, self._send)
 
     def _may_send(self, group: list[Claimed]) -> bool:
-        """Whether this group's claims are still ours with time to spare, right before sending.
-
-        A stopping bot sends nothing more either: what is left is given back at once.
-        """
-        if not self.keep_going():
-            return False
-        claims = self._claims
-        if self.clock() + self.policy.claim_margin > claims.valid_until:
-            return False
-        return not any(item.occurrence_id in claims.lost for item in group)
+        """Whether this group's claims are still ours with time to spare, right before sending."""
+        return self._batch.may_send(item.occurrence_id for item in group)
 
     async def _send(self, group: list[Claimed]) -> list[Outcome]:
         """Send one user's due occurrences as one message; return an outcome for each."""
