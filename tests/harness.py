@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from miliabot_tg.app import BotApplication, build_application
+from miliabot_tg.broadcaster import Broadcaster
 from miliabot_tg.config import Settings
 from miliabot_tg.console import ProcessedUpdates
 from miliabot_tg.content import Guide, load_guide
@@ -46,6 +47,7 @@ class Harness:
     guide: Guide
     processed: ProcessedUpdates
     dispatcher: Dispatcher
+    broadcaster: Broadcaster
     allowed: set[str] = field(default_factory=set)
 
     async def say(self, text: str, *, user_id: int = USER, **kwargs: object) -> list[BotMessage]:
@@ -124,7 +126,16 @@ async def running_bot(
             await app.updater.start_polling(poll_interval=0.0, timeout=1)
             await standin.settle()
             try:
-                yield Harness(standin, app, engine, frozen, GUIDE, processed, built.dispatcher)
+                yield Harness(
+                    standin,
+                    app,
+                    engine,
+                    frozen,
+                    GUIDE,
+                    processed,
+                    built.dispatcher,
+                    built.broadcaster,
+                )
             finally:
                 await app.updater.stop()
                 await app.stop()

@@ -10,6 +10,8 @@ from telegram.constants import ParseMode
 from telegram.ext import Application, ApplicationBuilder, Defaults
 
 from miliabot_tg import texts
+from miliabot_tg.announcements import AnnouncementHandlers
+from miliabot_tg.broadcaster import Broadcaster, BroadcastPolicy
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
 from miliabot_tg.pacing import Pacer
@@ -23,10 +25,11 @@ POLL_TIMEOUT = 30
 
 @dataclass(frozen=True)
 class Built:
-    """The application and the reminder engine it runs."""
+    """The application and the engines it runs: reminders and broadcasts."""
 
     app: BotApplication
     dispatcher: Dispatcher
+    broadcaster: Broadcaster
 
 
 def build_application(
@@ -34,6 +37,7 @@ def build_application(
     token: str,
     *,
     policy: DispatchPolicy | None = None,
+    broadcast_policy: BroadcastPolicy | None = None,
     dispatch: bool = True,
 ) -> Built:
     """Build the bot: HTTP client, pacing, defaults, handlers, the dispatcher and hooks.
@@ -58,15 +62,18 @@ def build_application(
         pacer.global_rate = settings.global_rate / processes
 
     async def post_init(app: BotApplication) -> None:
-        """Publish the command menu, then start the reminder engine."""
+        """Publish the command menu, then start the reminder and broadcast engines."""
         await app.bot.set_my_commands(list(texts.COMMANDS))
         if dispatch:
             assert app.job_queue is not None
             dispatcher.start(app.job_queue)
+            broadcaster.start()
 
     async def post_shutdown(_app: BotApplication) -> None:
         """Leave the shared database, so the other processes take over our share."""
         if dispatch:
+            await broadcaster.stop()
+            await asyncio.to_thread(broadcaster.release_claims)
             await asyncio.to_thread(dispatcher.leave)
 
     app = (
@@ -102,9 +109,22 @@ def build_application(
         # (benchmarks, the console) has no running state to consult.
         keep_going=(lambda: app.running) if dispatch else (lambda: True),
     )
-    deps = replace(deps, wake=dispatcher.wake)
+    broadcaster = Broadcaster(
+        bot=app.bot,
+        engine=deps.engine,
+        guide=lambda: deps.guide,
+        clock=deps.clock,
+        instance=dispatcher.instance,
+        lease=policy.leasing,
+        policy=broadcast_policy,
+        send_rate=lambda: pacer.global_rate,
+        keep_going=lambda: dispatcher.keep_going(),
+        beat=dispatcher.beat,
+    )
+    deps = replace(deps, wake=dispatcher.wake, wake_broadcasts=broadcaster.wake)
     # Order matters: the reminder handlers take locations and typed answers they asked for
     # before the guide's catch-alls (text search, unknown commands, "I can only read text").
     ReminderHandlers(deps).register(app)
+    AnnouncementHandlers(deps).register(app)
     Handlers(deps).register(app)
-    return Built(app, dispatcher)
+    return Built(app, dispatcher, broadcaster)

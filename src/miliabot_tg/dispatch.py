@@ -247,7 +247,7 @@ class Dispatcher:
             keep_going=lambda: self.keep_going(),
             renew=lambda ids, now: self.renew(ids, now),
             record=lambda outcomes: self.record(outcomes),
-            beat=self._beat,
+            beat=self.beat,
             what="reminder",
         )
 
@@ -363,7 +363,7 @@ class Dispatcher:
         now = self.clock()
         if self._batch.unrecorded:
             await self._batch.flush()
-        await self._beat(now)
+        await self.beat(now)
         await asyncio.to_thread(self.sweep, now)
         limit = claim_limit(self.policy, self.send_rate())
         while True:
@@ -382,10 +382,11 @@ class Dispatcher:
                 return attempted
             now = self.clock()
             # A long backlog: keep saying we are alive, so no one takes our share of the rate.
-            await self._beat(now)
+            await self.beat(now)
             limit = claim_limit(self.policy, self.send_rate())
 
-    async def _beat(self, now: datetime) -> None:
+    async def beat(self, now: datetime) -> None:
+        """Say this process is alive (at most every heartbeat period) and learn how many are."""
         if self._last_heartbeat is None or now - self._last_heartbeat >= self.policy.heartbeat:
             self._last_heartbeat = now
             self.on_share(await asyncio.to_thread(self.heartbeat, now))

@@ -86,6 +86,8 @@ class Deps:
     clock: Callable[[], datetime]
     # Tell the reminder dispatcher that something may now be due at this time.
     wake: Callable[[datetime], None] = lambda _when: None
+    # Tell the broadcaster that a broadcast was started or resumed.
+    wake_broadcasts: Callable[[], None] = lambda: None
     visits: Visits = field(default_factory=Visits)
 
     async def read(self, user_id: int, work: Callable[[Session], T]) -> T:

@@ -4,7 +4,17 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    true,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -87,6 +97,8 @@ class UserPreferences(SQLModel, table=True):
     quiet_start: str | None = Field(default=None, sa_type=String(5))
     quiet_end: str | None = Field(default=None, sa_type=String(5))
     reminders_paused: bool = Field(default=False)
+    # Operators' announcements (broadcasts); every one carries a button to turn them off.
+    announcements: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
@@ -175,3 +187,77 @@ class DispatcherHeartbeat(SQLModel, table=True):
 
     instance: str = Field(sa_type=String(INSTANCE_LENGTH), primary_key=True)
     seen_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class BroadcastStatus(StrEnum):
+    """Where a broadcast stands."""
+
+    DRAFT = "draft"  # previewed; nothing recorded for users yet
+    RUNNING = "running"  # recipients recorded; the bots are sending
+    PAUSED = "paused"  # recipients recorded; nothing is sent until resumed
+    CANCELLED = "cancelled"  # stopped for good; unsent recipients are skipped
+    DONE = "done"  # every recipient has an outcome
+
+
+class Broadcast(SQLModel, table=True):
+    """An operator's announcement: what to send, to whom, when, and how it went."""
+
+    __tablename__ = "broadcasts"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    status: str = Field(default=BroadcastStatus.DRAFT.value, sa_type=String(16), index=True)
+    # "text" (`text` is Telegram HTML), "snippet" (a guide snippet by id, with a button to
+    # open it), or "copy" (the operator's own message, copied as it is).
+    body: str = Field(sa_type=String(16))
+    text: str | None = Field(default=None, sa_type=Text)
+    snippet_id: str | None = Field(default=None, sa_type=String(32))
+    source_chat_id: int | None = Field(default=None, sa_type=BigInteger)
+    source_message_id: int | None = Field(default=None, sa_type=BigInteger)
+    # "all", "kind:<reminder kind>" or "active:<days>"; see broadcast.Audience.
+    audience: str = Field(default="all", sa_type=String(32))
+    # Send at this local time ("HH:MM") in each user's zone; NULL: at once.
+    local_time: str | None = Field(default=None, sa_type=String(5))
+    created_by: int = Field(sa_type=BigInteger)  # an operator's user id; 0 for the command line
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    recipients: int = Field(default=0)
+    # Where the operator watches it: one message, edited in place.
+    progress_chat_id: int | None = Field(default=None, sa_type=BigInteger)
+    progress_message_id: int | None = Field(default=None, sa_type=BigInteger)
+    progress_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class DeliveryStatus(StrEnum):
+    """Where one recipient of a broadcast stands."""
+
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a bot process; the claim expires after a lease
+    SENT = "sent"
+    BLOCKED = "blocked"  # 403 or chat not found: the user is marked blocked too
+    FAILED = "failed"  # refused for good, or retried until the broadcast's deadline
+    SKIPPED = "skipped"  # cancelled, or the user left or turned announcements off since
+
+
+class Delivery(SQLModel, table=True):
+    """One recipient of one broadcast, recorded before the first send, and its outcome."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("broadcast_id", "user_id", name="uq_deliveries_broadcast_user"),
+        Index("ix_deliveries_status_due_at", "status", "due_at"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    broadcast_id: int = Field(
+        sa_type=BigId, sa_column_args=[ForeignKey("broadcasts.id", ondelete="CASCADE")]
+    )
+    user_id: int = Field(sa_type=BigInteger, index=True)
+    status: str = Field(default=DeliveryStatus.PENDING.value, sa_type=String(16))
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    attempts: int = Field(default=0)
+    claimed_by: str | None = Field(default=None, sa_type=String(INSTANCE_LENGTH))
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    message_id: int | None = Field(default=None, sa_type=BigInteger)
+    error: str | None = Field(default=None, sa_type=String(200))

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, tzinfo
 from sqlmodel import Session, col, delete, func, select, update
 
 from miliabot_tg.models import (
+    Delivery,
     Occurrence,
     OccurrenceStatus,
     Reminder,
@@ -136,6 +137,8 @@ def _silence_reminders(session: Session, user_id: int, now: datetime, *, error: 
 def forget_user(*, session: Session, user_id: int) -> None:
     """Erase a user's personal data, keeping only the id and the fact they left."""
     session.exec(delete(Occurrence).where(col(Occurrence.user_id) == user_id))
+    # Their broadcast deliveries too: pending ones are never sent, sent ones leave no trace.
+    session.exec(delete(Delivery).where(col(Delivery.user_id) == user_id))
     session.exec(delete(Reminder).where(col(Reminder.user_id) == user_id))
     session.exec(delete(UserPreferences).where(col(UserPreferences.user_id) == user_id))
     user = session.get(User, user_id)
