@@ -282,7 +282,7 @@ class Handlers:
         """Answer a button from an older version of the bot instead of leaving it spinning."""
         query = update.callback_query
         if query is not None:
-            await query.answer("That button is out of date. Send /guide to start again.")
+            await query.answer(texts.STALE_BUTTON)
 
     async def unknown_command(self, update: Update, context: Context) -> None:
         """Answer a command the bot does not have."""

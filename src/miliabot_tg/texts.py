@@ -167,6 +167,9 @@ def no_results(query: str, suggestions: list[Snippet]) -> tuple[str, InlineKeybo
     return text, InlineKeyboardMarkup(rows)
 
 
+STALE_BUTTON = "That button is out of date. Send /guide to start again."
+
+
 def unknown_command(command: str) -> str:
     """Answer a command the bot does not have."""
     return (
