@@ -95,6 +95,7 @@ async def running_bot(
     dispatch: bool = False,
     clock: Callable[[], datetime] | None = None,
     policy: DispatchPolicy | None = None,
+    paid_broadcasts: bool = False,
 ) -> AsyncIterator[Harness]:
     """Start the stand-in and the real bot against it; stop both afterwards.
 
@@ -113,6 +114,7 @@ async def running_bot(
             admin_ids=admin_ids,
             global_rate=global_rate or 10_000.0,
             chat_rate=chat_rate or 10_000.0,
+            paid_broadcasts=paid_broadcasts,
         )
         deps = Deps(settings=settings, engine=engine, guide=GUIDE, clock=clock or frozen)
         built = build_application(deps, DEFAULT_TOKEN, policy=policy, dispatch=dispatch)

@@ -315,3 +315,26 @@ async def test_two_processes_share_one_broadcast_on_postgres(
         assert all(len(h.standin.chat(u)) == 1 for u in users)
         assert set(_deliveries(h, broadcast_id).values()) == {"sent"}
         assert _status(h, broadcast_id) == "done"
+
+
+@pytest.mark.parametrize("paid", [False, True])
+async def test_paid_broadcasts_are_off_by_default_and_go_at_their_own_rate(
+    tmp_path: Path, paid: bool
+) -> None:
+    """With them on, broadcasts say so and are not held to the free 30 a second."""
+    async with running_bot(tmp_path, global_rate=20.0, paid_broadcasts=paid) as h:
+        h.clock.now = NOW
+        users = list(range(1100, 1140))
+        for user_id in users:
+            _user(h, user_id)
+        broadcast_id = _start(h)
+        await h.broadcaster.run_round()
+        calls = h.standin.calls_to("sendMessage")
+        assert len(calls) == len(users)
+        assert {c.params.get("allow_paid_broadcast") for c in calls} == ({"true"} if paid else {None})
+        assert h.standin.rate_limited == 0
+        assert set(_deliveries(h, broadcast_id).values()) == {"sent"}
+        if paid:  # the free pacer was never used for them
+            pacer = h.app.bot.rate_limiter
+            assert pacer is not None
+            assert pacer.stats.sent == 0

@@ -7,7 +7,7 @@ from typing import Any
 
 from telegram import LinkPreviewOptions
 from telegram.constants import ParseMode
-from telegram.ext import Application, ApplicationBuilder, Defaults
+from telegram.ext import Application, ApplicationBuilder, Defaults, ExtBot
 
 from miliabot_tg import texts
 from miliabot_tg.announcements import AnnouncementHandlers
@@ -57,9 +57,34 @@ def build_application(
         max_in_flight=policy.concurrency,
     )
 
+    # Paid broadcasts have Telegram's paid limit to themselves: a bot of their own, with a
+    # pacer of its own (per-chat spacing included), so they neither use nor wait for the
+    # free 30 a second that replies and reminders share.
+    paid_pacer = Pacer(
+        global_rate=settings.paid_broadcast_rate,
+        chat_rate=settings.chat_rate,
+        max_in_flight=policy.concurrency,
+    )
+    defaults = Defaults(
+        parse_mode=ParseMode.HTML,
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
+    )
+    paid_bot = (
+        ExtBot(
+            token,
+            base_url=f"{settings.api_url}/bot",
+            base_file_url=f"{settings.api_url}/file/bot",
+            defaults=defaults,
+            rate_limiter=paid_pacer,
+        )
+        if settings.paid_broadcasts
+        else None
+    )
+
     def share_rate(processes: int) -> None:
-        """Several processes on one database split Telegram's global limit between them."""
+        """Several processes on one database split Telegram's global limits between them."""
         pacer.global_rate = settings.global_rate / processes
+        paid_pacer.global_rate = settings.paid_broadcast_rate / processes
 
     async def post_init(app: BotApplication) -> None:
         """Publish the command menu, then start the reminder and broadcast engines."""
@@ -67,12 +92,16 @@ def build_application(
         if dispatch:
             assert app.job_queue is not None
             dispatcher.start(app.job_queue)
+            if paid_bot is not None:
+                await paid_bot.initialize()
             broadcaster.start()
 
     async def post_shutdown(_app: BotApplication) -> None:
         """Leave the shared database, so the other processes take over our share."""
         if dispatch:
             await broadcaster.stop()
+            if paid_bot is not None:
+                await paid_bot.shutdown()
             await asyncio.to_thread(broadcaster.release_claims)
             await asyncio.to_thread(dispatcher.leave)
 
@@ -81,12 +110,7 @@ def build_application(
         .token(token)
         .base_url(f"{settings.api_url}/bot")
         .base_file_url(f"{settings.api_url}/file/bot")
-        .defaults(
-            Defaults(
-                parse_mode=ParseMode.HTML,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
-        )
+        .defaults(defaults)
         # Every outgoing message, replies, reminders and broadcasts alike, passes here.
         .rate_limiter(pacer)
         # Users are independent of each other; one slow reply must not hold up the rest.
@@ -110,16 +134,17 @@ def build_application(
         keep_going=(lambda: app.running) if dispatch else (lambda: True),
     )
     broadcaster = Broadcaster(
-        bot=app.bot,
+        bot=paid_bot or app.bot,
         engine=deps.engine,
         guide=lambda: deps.guide,
         clock=deps.clock,
         instance=dispatcher.instance,
         lease=policy.leasing,
         policy=broadcast_policy,
-        send_rate=lambda: pacer.global_rate,
+        send_rate=lambda: (paid_pacer if paid_bot else pacer).global_rate,
         keep_going=lambda: dispatcher.keep_going(),
         beat=dispatcher.beat,
+        paid=paid_bot is not None,
     )
     deps = replace(deps, wake=dispatcher.wake, wake_broadcasts=broadcaster.wake)
     # Order matters: the reminder handlers take locations and typed answers they asked for

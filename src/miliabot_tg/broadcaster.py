@@ -129,6 +129,7 @@ class Broadcaster:
         send_rate: Callable[[], float] = lambda: math.inf,
         keep_going: Callable[[], bool] = lambda: True,
         beat: Callable[[datetime], Any] | None = None,
+        paid: bool = False,
     ) -> None:
         self.bot = bot
         self.engine = engine
@@ -138,6 +139,8 @@ class Broadcaster:
         self.policy = policy or BroadcastPolicy()
         self.send_rate = send_rate
         self.keep_going = keep_going
+        # Paid broadcasts: `bot` paces at the paid rate, and each message says it is paid.
+        self.paid = paid
 
         async def no_beat(_now: datetime) -> None:
             return None
@@ -383,10 +386,17 @@ class Broadcaster:
                 from_chat,
                 message_id,
                 reply_markup=bt.with_off_button(),
+                allow_paid_broadcast=self.paid or None,
                 rate_limit_args=pace,
             )
         text, markup = self._render(body)
-        return await self.bot.send_message(chat_id, text, reply_markup=markup, rate_limit_args=pace)
+        return await self.bot.send_message(
+            chat_id,
+            text,
+            reply_markup=markup,
+            allow_paid_broadcast=self.paid or None,
+            rate_limit_args=pace,
+        )
 
     def _render(self, body: Body) -> tuple[str, InlineKeyboardMarkup]:
         if body.kind == "snippet" and body.snippet_id is not None:

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     # Telegram's limits: about 30 messages a second in all and one a second per chat.
     global_rate: float = Field(default=30.0, gt=0)
     chat_rate: float = Field(default=1.0, gt=0)
+    # Paid broadcasts (Telegram's allow_paid_broadcast, charged in Stars): off unless asked
+    # for; when on, broadcasts go out at this rate of their own, outside the 30 a second.
+    paid_broadcasts: bool = False
+    paid_broadcast_rate: float = Field(default=1000.0, gt=0, le=1000)
     # Reminders missed for longer than this (the bot was down) are recorded, not sent.
     grace_minutes: float = Field(default=120.0, ge=0)
     # A dispatcher's claim on a reminder it is sending expires after this long.

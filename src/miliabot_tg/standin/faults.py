@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from miliabot_tg.standin.records import ApiError
+from miliabot_tg.standin.records import JSON, ApiError
 
 RATE_LIMITED_METHODS: Final = frozenset({"sendMessage", "sendPhoto"})
+# Telegram's limit for messages sent with allow_paid_broadcast (charged in Stars).
+PAID_BROADCAST_RATE: Final = 1000.0
 _STATUS_TEXT: Final = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -80,6 +82,8 @@ class Misbehaviour:
         self._faults: list[Fault] = []
         self._delays: dict[str | None, float] = {}
         self._global_window = RateWindow()
+        # Paid broadcasts (allow_paid_broadcast) have a limit of their own, 1000 a second.
+        self._paid_window = RateWindow()
         self._chat_windows: dict[int, RateWindow] = {}
 
     def block(self, chat_id: int) -> None:
@@ -151,10 +155,13 @@ class Misbehaviour:
             pause = self._delays.get(None)
         return pause
 
-    def _check_rate(self, chat_id: int) -> None:
+    def _check_rate(self, chat_id: int, params: JSON | None = None) -> None:
         now = self._clock()
         windows: list[tuple[RateWindow, float]] = []
-        if self.global_rate is not None:
+        paid = bool(params and params.get("allow_paid_broadcast") in (True, "true"))
+        if paid:
+            windows.append((self._paid_window, PAID_BROADCAST_RATE))
+        elif self.global_rate is not None:
             windows.append((self._global_window, self.global_rate))
         if self.chat_rate is not None:
             window = self._chat_windows.setdefault(chat_id, RateWindow())

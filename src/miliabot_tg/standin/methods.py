@@ -102,7 +102,7 @@ class BotApiMethods(ChatState):
         chat_id = self._chat_id(params)
         plain, entities = message_text(params, "text", MAX_TEXT_LENGTH)
         markup = check_markup(params.get("reply_markup"))
-        self._check_rate(chat_id)
+        self._check_rate(chat_id, params)
         parse_mode = params.get("parse_mode")
         message = BotMessage(
             chat_id,
