@@ -40,3 +40,6 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.startup
 	$(BIN)/python -m bench.dispatch
 	$(BIN)/python -m bench.punctuality
+	$(BIN)/python -m bench.broadcasts pacing
+	$(BIN)/python -m bench.broadcasts during
+	$(BIN)/python -m bench.broadcasts memory

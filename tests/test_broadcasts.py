@@ -331,7 +331,9 @@ async def test_paid_broadcasts_are_off_by_default_and_go_at_their_own_rate(
         await h.broadcaster.run_round()
         calls = h.standin.calls_to("sendMessage")
         assert len(calls) == len(users)
-        assert {c.params.get("allow_paid_broadcast") for c in calls} == ({"true"} if paid else {None})
+        assert {c.params.get("allow_paid_broadcast") for c in calls} == (
+            {"true"} if paid else {None}
+        )
         assert h.standin.rate_limited == 0
         assert set(_deliveries(h, broadcast_id).values()) == {"sent"}
         if paid:  # the free pacer was never used for them
