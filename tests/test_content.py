@@ -14,7 +14,15 @@ from miliabot_tg.paths import bundled_dir
 from miliabot_tg.texts import MAX_MESSAGE, snippet_view
 
 CONTENT = bundled_dir("content")
-SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+# The seed sits in shared/seeds beside the checkout, or beside the folder of worktrees.
+SEEDS = next(
+    (
+        p / "shared" / "seeds"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared" / "seeds").is_dir()
+    ),
+    Path("/nonexistent"),
+)
 BRIEF_TOPICS = [
     "what-milia-are",
     "types-of-milia",
