@@ -242,25 +242,33 @@ def _one_year_before(day: date) -> date:
     return day.replace(year=day.year - 1, day=min(day.day, 28) if day.month == 2 else day.day)
 
 
-def _check_reviewed(
-    path: Path, reviewed: object, today: date | None, out: list[Problem]
-) -> date | None:
-    """Return the review date, noting it if it is missing, stale or in the future."""
+def _reviewed(path: Path, value: object, out: list[Problem]) -> date | None:
     # A datetime is a date too, but a review is a day, not an instant.
-    if not isinstance(reviewed, date) or isinstance(reviewed, datetime):
+    if not isinstance(value, date) or isinstance(value, datetime):
         out.append(Problem(path, "reviewed must be a date like 2026-11-26"))
         return None
-    if today is not None and reviewed < _one_year_before(today):
-        out.append(
+    return value
+
+
+def _review_age(path: Path, reviewed: date | None, today: date | None) -> list[Problem]:
+    """Note a review more than a year before `today`, or after it (None: not checked).
+
+    An old review leaves the file loadable: it is a reason to re-check the content, not
+    a reason to drop it (and report its neighbours' links to it as dangling).
+    """
+    if reviewed is None or today is None:
+        return []
+    if reviewed < _one_year_before(today):
+        return [
             Problem(
                 path,
                 f"reviewed {reviewed.isoformat()} is more than a year ago; check it against its "
                 "references again and update the date",
             )
-        )
-    elif today is not None and reviewed > today:
-        out.append(Problem(path, f"reviewed {reviewed.isoformat()} is in the future"))
-    return reviewed
+        ]
+    if reviewed > today:
+        return [Problem(path, f"reviewed {reviewed.isoformat()} is in the future")]
+    return []
 
 
 def _load_snippet(path: Path, problems: list[Problem], today: date | None) -> Snippet | None:
@@ -289,7 +297,7 @@ def _load_snippet(path: Path, problems: list[Problem], today: date | None) -> Sn
         problems.append(Problem(path, "related must list 1 to 3 snippet ids"))
     keywords = _string_list(path, meta, "keywords", problems)
     references = _references(path, meta, problems)
-    reviewed = _check_reviewed(path, meta["reviewed"], today, problems)
+    reviewed = _reviewed(path, meta["reviewed"], problems)
     rendered = render(post.content)
     problems.extend(Problem(path, f"body {p}") for p in rendered.problems)
     problems.extend(Problem(path, f"body {p}") for p in _telegram_refusals(rendered.html))
@@ -302,6 +310,7 @@ def _load_snippet(path: Path, problems: list[Problem], today: date | None) -> Sn
         )
     if len(problems) > before or reviewed is None:
         return None
+    problems.extend(_review_age(path, reviewed, today))
     return Snippet(
         id=snippet_id,
         title=title.strip(),
@@ -341,7 +350,7 @@ def _load_tips(
     elif meta["id"] != f"tips-{kind}":
         problems.append(Problem(path, f"id must be 'tips-{kind}'"))
     _references(path, meta, problems)
-    _check_reviewed(path, meta["reviewed"], today, problems)
+    reviewed = _reviewed(path, meta["reviewed"], problems)
     lines = [line.strip() for line in post.content.splitlines() if line.strip()]
     items: list[str] = []
     for number, line in enumerate(lines, start=1):
@@ -360,6 +369,7 @@ def _load_tips(
         problems.append(Problem(path, "has no tips"))
     if len(problems) > before:
         return None
+    problems.extend(_review_age(path, reviewed, today))
     return str(kind), tuple(items)
 
 
