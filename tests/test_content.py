@@ -456,3 +456,15 @@ def test_look_alikes_say_which_one_is_contagious(guide: Guide) -> None:
 def test_a_year_before_a_leap_day_is_the_last_day_of_february() -> None:
     assert content._one_year_before(date(2028, 2, 29)) == date(2027, 2, 28)
     assert content._one_year_before(date(2027, 3, 1)) == date(2026, 3, 1)
+
+
+def test_each_topic_shows_the_pages_it_rests_on_as_links(guide: Guide) -> None:
+    from miliabot_tg.telegram_html import parse_html
+
+    for snippet in guide.snippets:
+        text, _keyboard = snippet_view(guide, snippet)
+        foot = text.rsplit("\n\n", 1)[1]
+        assert foot.startswith("<i>Sources:</i> "), snippet.id
+        for reference in snippet.references:
+            assert f'<a href="{reference.url}">' in foot
+        parse_html(text)  # Telegram would accept it
