@@ -437,8 +437,8 @@ def test_new_topics_exist_and_other_snippets_link_to_them(guide: Guide, snippet_
     assert snippet is not None
     linked_from = [s.id for s in guide.snippets if snippet_id in s.related]
     assert 1 <= len(linked_from) <= 3, linked_from
-    # ...and it links back into the guide, so nobody lands on a dead end.
-    assert set(snippet.related) & set(linked_from) or snippet.related
+    # ...and links back to one of them, so a reader can return the way they came.
+    assert set(snippet.related) & set(linked_from), (snippet.related, linked_from)
 
 
 def test_look_alikes_say_which_one_is_contagious(guide: Guide) -> None:
@@ -468,3 +468,10 @@ def test_each_topic_shows_the_pages_it_rests_on_as_links(guide: Guide) -> None:
         for reference in snippet.references:
             assert f'<a href="{reference.url}">' in foot
         parse_html(text)  # Telegram would accept it
+
+
+def test_a_review_dated_tomorrow_in_utc_is_not_in_the_future(broken: Path) -> None:
+    assert _problems(broken, today=date(2026, 11, 30)) == []
+    assert "home-care.md: reviewed 2026-12-01 is in the future" in _problems(
+        broken, today=date(2026, 11, 29)
+    )
