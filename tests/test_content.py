@@ -2,19 +2,35 @@
 
 import re
 import shutil
+from datetime import date
 from pathlib import Path
 
 import frontmatter
 import pytest
 
 from miliabot_tg import content
-from miliabot_tg.content import TIP_KINDS, ContentError, Guide, load_guide, validate
+from miliabot_tg.content import (
+    TIP_KINDS,
+    ContentError,
+    Guide,
+    Reference,
+    load_guide,
+    validate,
+)
 from miliabot_tg.markup import Rendered, render
 from miliabot_tg.paths import bundled_dir
 from miliabot_tg.texts import MAX_MESSAGE, snippet_view
 
 CONTENT = bundled_dir("content")
-SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+# The seed sits in shared/seeds beside the checkout, or beside the folder of worktrees.
+SEEDS = next(
+    (
+        p / "shared" / "seeds"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared" / "seeds").is_dir()
+    ),
+    Path("/nonexistent"),
+)
 BRIEF_TOPICS = [
     "what-milia-are",
     "types-of-milia",
@@ -136,8 +152,8 @@ def _edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def _problems(folder: Path) -> list[str]:
-    return [f"{p.path.name}: {p.message}" for p in validate(folder)]
+def _problems(folder: Path, *, today: date | None = None) -> list[str]:
+    return [f"{p.path.name}: {p.message}" for p in validate(folder, today=today)]
 
 
 def test_validator_reports_missing_and_unknown_fields(broken: Path) -> None:
@@ -219,3 +235,243 @@ def test_markdown_renders_to_telegram_html_and_escapes_text() -> None:
 def test_links_must_be_web_addresses() -> None:
     assert render("[x](https://www.aad.org)").html == '<a href="https://www.aad.org">x</a>'
     assert render("[x](tg://resolve?domain=x)").problems
+
+
+# --- references and review dates (issue 8) --------------------------------------------------
+
+REVIEWED = date(2026, 12, 1)
+
+
+def test_every_snippet_names_the_pages_it_rests_on(guide: Guide) -> None:
+    for snippet in guide.snippets:
+        assert snippet.references, snippet.id
+        for reference in snippet.references:
+            assert isinstance(reference, Reference)
+            assert reference.title and reference.url.startswith("https://"), snippet.id
+
+
+def _set_references(path: Path, block: str) -> None:
+    text = path.read_text()
+    start = text.index("references:\n")
+    end = text.index("reviewed:")
+    path.write_text(text[:start] + block + text[end:])
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        (
+            "references:\n  - Cleveland Clinic\n",
+            "reference 1 names no page: give a title and url",
+        ),
+        ("references: []\n", "references must list at least one page as {title, url}"),
+        (
+            "references:\n  - title: Milia\n    url: http://example.org/milia\n",
+            "reference 1 url must be a https:// page address",
+        ),
+        (
+            "references:\n  - url: https://dermnetnz.org/topics/milia\n",
+            "reference 1 must have exactly a title and a url",
+        ),
+        (
+            "references:\n  - title: ''\n    url: https://dermnetnz.org/topics/milia\n",
+            "reference 1 has an empty title",
+        ),
+    ],
+)
+def test_validator_refuses_a_snippet_without_a_page_reference(
+    broken: Path, block: str, message: str
+) -> None:
+    _set_references(broken / "home-care.md", block)
+    _set_references(broken / "tips" / "sunscreen.md", block)
+    problems = _problems(broken, today=REVIEWED)
+    assert f"home-care.md: {message}" in problems
+    assert f"sunscreen.md: {message}" in problems
+    with pytest.raises(ContentError):
+        load_guide(broken)
+
+
+def test_validator_refuses_a_review_older_than_a_year(broken: Path) -> None:
+    assert _problems(broken, today=REVIEWED) == []
+    assert _problems(broken, today=date(2027, 12, 1)) == [], "exactly a year is still fine"
+    stale = _problems(broken, today=date(2027, 12, 2))
+    assert (
+        "home-care.md: reviewed 2026-12-01 is more than a year ago; check it against its "
+        "references again and update the date"
+    ) in stale
+    assert any(p.startswith("exfoliate.md: reviewed 2026-12-01 is more than") for p in stale)
+    assert len(stale) == len(list(broken.rglob("*.md")))
+
+
+def test_validator_refuses_a_review_date_in_the_future_or_not_a_date(broken: Path) -> None:
+    _edit(broken / "home-care.md", "reviewed: 2026-12-01", "reviewed: 2062-12-01")
+    _edit(broken / "dont-squeeze.md", "reviewed: 2026-12-01", "reviewed: soon")
+    problems = _problems(broken, today=REVIEWED)
+    assert "home-care.md: reviewed 2062-12-01 is in the future" in problems
+    assert "dont-squeeze.md: reviewed must be a date like 2026-11-26" in problems
+
+
+def test_a_stale_review_does_not_stop_the_bot_loading_the_guide(broken: Path) -> None:
+    # The yearly review is enforced by `miliabot content validate` (CI), never by a restart.
+    _edit(broken / "home-care.md", "reviewed: 2026-12-01", "reviewed: 2020-01-01")
+    assert load_guide(broken).get("home-care") is not None
+    assert any("home-care.md: reviewed 2020-01-01" in p for p in _problems(broken))
+
+
+def test_shipped_content_was_reviewed_on_the_issue_8_review(guide: Guide) -> None:
+    assert {s.reviewed for s in guide.snippets} == {REVIEWED}
+
+
+# --- the corrections of issue 8 hold --------------------------------------------------------
+
+
+def _bodies() -> dict[str, str]:
+    return {
+        path.stem: frontmatter.load(str(path)).content.lower().replace("\u2019", "'")
+        for path in CONTENT.rglob("*.md")
+    }
+
+
+@pytest.mark.parametrize(
+    "phrase",
+    [
+        "deeper and firmer",
+        "sit deeper",
+        "just as damaging",
+        "just as the sun does",
+        "a common trigger",
+        "thicken",
+        "many fade with time",
+        "many still fade",
+        "keep coming back",
+    ],
+)
+def test_no_snippet_repeats_a_corrected_overstatement(phrase: str) -> None:
+    assert [name for name, body in _bodies().items() if phrase in body] == []
+
+
+def test_babies_snippet_sends_warning_signs_to_a_doctor_straight_away(guide: Guide) -> None:
+    for snippet_id in ("milia-in-babies", "baby-look-alikes"):
+        snippet = guide.get(snippet_id)
+        assert snippet is not None
+        text = snippet.plain
+        assert "38 °C or more" in text and "under 3 months" in text
+        assert "straight away" in text
+        for sign in ("blisters", "pus", "unwell"):
+            assert sign in text, (snippet_id, sign)
+        assert "GP" in text and "paediatrician" in text and "emergency" in text
+
+
+def test_adult_milia_are_not_promised_to_fade(guide: Guide) -> None:
+    for snippet_id in ("what-milia-are", "dont-squeeze", "home-care", "how-long-milia-last"):
+        snippet = guide.get(snippet_id)
+        assert snippet is not None
+        assert "months" in snippet.plain, snippet_id
+
+
+def test_every_mention_of_retinoids_comes_with_the_pregnancy_caution() -> None:
+    retinoid = re.compile(r"retinoid|adapalene|tretinoin|retinol")
+    missing = [
+        name for name, body in _bodies().items() if retinoid.search(body) and "pregnant" not in body
+    ]
+    assert missing == []
+    # In the tips each line is sent on its own, so each line carries the caution itself.
+    tips = (CONTENT / "tips").glob("*.md")
+    lines = [line for path in tips for line in frontmatter.load(str(path)).content.splitlines()]
+    assert [x for x in lines if retinoid.search(x) and "pregnant" not in x.lower()] == []
+
+
+def test_prescription_status_of_retinoids_is_stated(guide: Guide) -> None:
+    snippet = guide.get("retinoids-at-home")
+    assert snippet is not None
+    assert "Adapalene is sold without a prescription" in snippet.plain
+    assert "Tretinoin needs a prescription" in snippet.plain
+
+
+def test_every_mention_of_steroid_creams_says_not_to_stop_without_asking() -> None:
+    missing = [
+        name
+        for name, body in _bodies().items()
+        if "steroid" in body and not re.search(r"(do not|don't) stop .{0,40}without asking", body)
+    ]
+    assert missing == []
+
+
+def test_sunscreen_advice_gives_the_amount_the_timing_and_the_baby_rule(guide: Guide) -> None:
+    snippet = guide.get("sun-protection")
+    assert snippet is not None
+    for fact in ("two finger-lengths", "15 minutes before you go out", "under 6 months"):
+        assert fact in snippet.plain
+    tips = " ".join(guide.tips["sunscreen"])
+    for fact in ("two finger-lengths", "15 minutes", "under 6 months"):
+        assert fact in tips
+
+
+def test_jargon_is_explained_where_it_is_used() -> None:
+    for name, body in _bodies().items():
+        if "non-comedogenic" in body:
+            assert "clog pores" in body, name
+    assert "variants of primary milia" in _bodies()["rare-milia-types"]
+    assert "variants of primary milia" in _bodies()["types-of-milia"]
+
+
+@pytest.mark.parametrize("brand", ["differin", "retin-a", "cerave", "the ordinary", "aquaphor"])
+def test_no_snippet_names_a_brand(brand: str) -> None:
+    assert [name for name, body in _bodies().items() if brand in body] == []
+
+
+NEW_TOPICS = [
+    "makeup-and-milia",
+    "milia-after-procedures",
+    "milia-look-alikes",
+    "baby-look-alikes",
+    "retinoids-at-home",
+    "milia-removal-tools",
+    "how-long-milia-last",
+]
+
+
+@pytest.mark.parametrize("snippet_id", NEW_TOPICS)
+def test_new_topics_exist_and_other_snippets_link_to_them(guide: Guide, snippet_id: str) -> None:
+    snippet = guide.get(snippet_id)
+    assert snippet is not None
+    linked_from = [s.id for s in guide.snippets if snippet_id in s.related]
+    assert 1 <= len(linked_from) <= 3, linked_from
+    # ...and links back to one of them, so a reader can return the way they came.
+    assert set(snippet.related) & set(linked_from), (snippet.related, linked_from)
+
+
+def test_look_alikes_say_which_one_is_contagious(guide: Guide) -> None:
+    snippet = guide.get("milia-look-alikes")
+    assert snippet is not None
+    for name in ("Sebaceous hyperplasia", "Molluscum contagiosum", "Fordyce spots"):
+        assert name in snippet.plain
+    assert "contagious" in snippet.plain.split("Molluscum contagiosum", 1)[1][:200]
+    babies = guide.get("baby-look-alikes")
+    assert babies is not None
+    for name in ("Baby acne", "Erythema toxicum", "Heat rash"):
+        assert name in babies.plain
+
+
+def test_a_year_before_a_leap_day_is_the_last_day_of_february() -> None:
+    assert content._one_year_before(date(2028, 2, 29)) == date(2027, 2, 28)
+    assert content._one_year_before(date(2027, 3, 1)) == date(2026, 3, 1)
+
+
+def test_each_topic_shows_the_pages_it_rests_on_as_links(guide: Guide) -> None:
+    from miliabot_tg.telegram_html import parse_html
+
+    for snippet in guide.snippets:
+        text, _keyboard = snippet_view(guide, snippet)
+        foot = text.rsplit("\n\n", 1)[1]
+        assert foot.startswith("<i>Sources:</i> "), snippet.id
+        for reference in snippet.references:
+            assert f'<a href="{reference.url}">' in foot
+        parse_html(text)  # Telegram would accept it
+
+
+def test_a_review_dated_tomorrow_in_utc_is_not_in_the_future(broken: Path) -> None:
+    assert _problems(broken, today=date(2026, 11, 30)) == []
+    assert "home-care.md: reviewed 2026-12-01 is in the future" in _problems(
+        broken, today=date(2026, 11, 29)
+    )

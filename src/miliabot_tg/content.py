@@ -6,7 +6,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,16 @@ _SNIPPET_FIELDS = {"id", "title", "topic", "order", "related", "references", "re
 _SNIPPET_OPTIONAL = {"keywords"}
 _TIP_FIELDS = {"id", "for", "references", "reviewed"}
 _WORD = re.compile(r"[a-z0-9]+")
+_REFERENCE_FIELDS = {"title", "url"}
+_PAGE_URL = re.compile(r"^https://[a-z0-9.-]+\.[a-z]{2,}(/\S*)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A page a snippet's claims rest on, named so a reader can follow it."""
+
+    title: str
+    url: str
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ class Snippet:
     order: int
     related: tuple[str, ...]
     keywords: tuple[str, ...]
-    references: tuple[str, ...]
+    references: tuple[Reference, ...]
     reviewed: date
     html: str
     plain: str
@@ -101,19 +111,28 @@ class Guide:
 
 
 def load_guide(folder: Path) -> Guide:
-    """Load the guide, or raise ContentError listing every problem found."""
-    guide, problems = _load(folder)
+    """Load the guide, or raise ContentError listing every problem found.
+
+    The age of the reviews is not checked here: a running bot must not stop starting
+    on a calendar date. `validate` (and so `miliabot content validate` in CI) checks it.
+    """
+    guide, problems = _load(folder, None)
     if problems:
         raise ContentError(problems)
     return guide
 
 
-def validate(folder: Path) -> list[Problem]:
-    """Return every problem in the content folder (empty when it is valid)."""
-    return _load(folder)[1]
+def validate(folder: Path, *, today: date | None = None) -> list[Problem]:
+    """Return every problem in the content folder (empty when it is valid).
+
+    Besides what `load_guide` refuses, a file whose `reviewed` date is more than a year
+    before `today` (default: today in UTC), or after it, is a problem: health content
+    is re-checked against its references at least once a year.
+    """
+    return _load(folder, today or datetime.now(UTC).date())[1]
 
 
-def _load(folder: Path) -> tuple[Guide, list[Problem]]:
+def _load(folder: Path, today: date | None) -> tuple[Guide, list[Problem]]:
     problems: list[Problem] = []
     if not folder.is_dir():
         return Guide((), {}), [Problem(folder, "is not a folder")]
@@ -131,7 +150,7 @@ def _load(folder: Path) -> tuple[Guide, list[Problem]]:
             claimed[claimed_id] = path
     snippets: list[Snippet] = []
     for path in paths:
-        snippet = _load_snippet(path, problems)
+        snippet = _load_snippet(path, problems, today)
         if snippet is None:
             continue
         snippets.append(snippet)
@@ -144,7 +163,7 @@ def _load(folder: Path) -> tuple[Guide, list[Problem]]:
         problems.append(Problem(folder, "has no snippets"))
     tips: dict[str, tuple[str, ...]] = {}
     for path in sorted((folder / "tips").glob("*.md")):
-        loaded = _load_tips(path, problems)
+        loaded = _load_tips(path, problems, today)
         if loaded is not None:
             kind, items = loaded
             if kind in tips:
@@ -193,7 +212,67 @@ def _string_list(
     return tuple(v.strip() for v in value)
 
 
-def _load_snippet(path: Path, problems: list[Problem]) -> Snippet | None:
+def _references(path: Path, meta: dict[str, Any], out: list[Problem]) -> tuple[Reference, ...]:
+    """Parse `references`: a list of {title, url} maps naming pages, at least one."""
+    value = meta.get("references")
+    if not isinstance(value, list) or not value:
+        out.append(Problem(path, "references must list at least one page as {title, url}"))
+        return ()
+    found: list[Reference] = []
+    for number, item in enumerate(value, start=1):
+        if isinstance(item, str):
+            # The old shape named only the organisation; a reader can't follow that.
+            out.append(Problem(path, f"reference {number} names no page: give a title and url"))
+            continue
+        if not isinstance(item, dict) or set(item) != _REFERENCE_FIELDS:
+            out.append(Problem(path, f"reference {number} must have exactly a title and a url"))
+            continue
+        title, url = item["title"], item["url"]
+        if not isinstance(title, str) or not title.strip():
+            out.append(Problem(path, f"reference {number} has an empty title"))
+        elif not isinstance(url, str) or not _PAGE_URL.match(url.strip()):
+            out.append(Problem(path, f"reference {number} url must be a https:// page address"))
+        else:
+            found.append(Reference(title=title.strip(), url=url.strip()))
+    return tuple(found)
+
+
+def _one_year_before(day: date) -> date:
+    # 29 February has no twin a year earlier; the 28th is the same "one year".
+    return day.replace(year=day.year - 1, day=min(day.day, 28) if day.month == 2 else day.day)
+
+
+def _reviewed(path: Path, value: object, out: list[Problem]) -> date | None:
+    # A datetime is a date too, but a review is a day, not an instant.
+    if not isinstance(value, date) or isinstance(value, datetime):
+        out.append(Problem(path, "reviewed must be a date like 2026-11-26"))
+        return None
+    return value
+
+
+def _review_age(path: Path, reviewed: date | None, today: date | None) -> list[Problem]:
+    """Note a review more than a year before `today`, or after it (None: not checked).
+
+    An old review leaves the file loadable: it is a reason to re-check the content, not
+    a reason to drop it (and report its neighbours' links to it as dangling).
+    """
+    if reviewed is None or today is None:
+        return []
+    if reviewed < _one_year_before(today):
+        return [
+            Problem(
+                path,
+                f"reviewed {reviewed.isoformat()} is more than a year ago; check it against its "
+                "references again and update the date",
+            )
+        ]
+    # A day's grace: an author east of UTC may already be living in tomorrow.
+    if reviewed > today + timedelta(days=1):
+        return [Problem(path, f"reviewed {reviewed.isoformat()} is in the future")]
+    return []
+
+
+def _load_snippet(path: Path, problems: list[Problem], today: date | None) -> Snippet | None:
     post = _read(path, problems)
     if post is None:
         return None
@@ -218,11 +297,8 @@ def _load_snippet(path: Path, problems: list[Problem]) -> Snippet | None:
     if not 1 <= len(related) <= 3:
         problems.append(Problem(path, "related must list 1 to 3 snippet ids"))
     keywords = _string_list(path, meta, "keywords", problems)
-    references = _string_list(path, meta, "references", problems)
-    if not references:
-        problems.append(Problem(path, "references must name at least one source"))
-    if not isinstance(meta["reviewed"], date):
-        problems.append(Problem(path, "reviewed must be a date like 2026-11-26"))
+    references = _references(path, meta, problems)
+    reviewed = _reviewed(path, meta["reviewed"], problems)
     rendered = render(post.content)
     problems.extend(Problem(path, f"body {p}") for p in rendered.problems)
     problems.extend(Problem(path, f"body {p}") for p in _telegram_refusals(rendered.html))
@@ -233,8 +309,9 @@ def _load_snippet(path: Path, problems: list[Problem]) -> Snippet | None:
         problems.append(
             Problem(path, f"body is {len(rendered.plain)} characters; at most {MAX_BODY_CHARS}")
         )
-    if len(problems) > before:
+    if len(problems) > before or reviewed is None:
         return None
+    problems.extend(_review_age(path, reviewed, today))
     return Snippet(
         id=snippet_id,
         title=title.strip(),
@@ -243,7 +320,7 @@ def _load_snippet(path: Path, problems: list[Problem]) -> Snippet | None:
         related=related,
         keywords=keywords,
         references=references,
-        reviewed=meta["reviewed"],
+        reviewed=reviewed,
         html=rendered.html,
         plain=rendered.plain,
     )
@@ -258,7 +335,9 @@ def _telegram_refusals(html: str) -> list[str]:
     return []
 
 
-def _load_tips(path: Path, problems: list[Problem]) -> tuple[str, tuple[str, ...]] | None:
+def _load_tips(
+    path: Path, problems: list[Problem], today: date | None
+) -> tuple[str, tuple[str, ...]] | None:
     post = _read(path, problems)
     if post is None:
         return None
@@ -271,8 +350,8 @@ def _load_tips(path: Path, problems: list[Problem]) -> tuple[str, tuple[str, ...
         problems.append(Problem(path, f"for {kind!r} is not one of: {', '.join(TIP_KINDS)}"))
     elif meta["id"] != f"tips-{kind}":
         problems.append(Problem(path, f"id must be 'tips-{kind}'"))
-    if not _string_list(path, meta, "references", problems):
-        problems.append(Problem(path, "references must name at least one source"))
+    _references(path, meta, problems)
+    reviewed = _reviewed(path, meta["reviewed"], problems)
     lines = [line.strip() for line in post.content.splitlines() if line.strip()]
     items: list[str] = []
     for number, line in enumerate(lines, start=1):
@@ -291,6 +370,7 @@ def _load_tips(path: Path, problems: list[Problem]) -> tuple[str, tuple[str, ...
         problems.append(Problem(path, "has no tips"))
     if len(problems) > before:
         return None
+    problems.extend(_review_age(path, reviewed, today))
     return str(kind), tuple(items)
 
 

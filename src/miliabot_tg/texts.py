@@ -145,6 +145,12 @@ def snippet_view(guide: Guide, snippet: Snippet) -> tuple[str, InlineKeyboardMar
             )
     rows.append([InlineKeyboardButton("« All topics", callback_data=CB_MENU)])
     text = f"<b>{escape(snippet.title, quote=False)}</b>\n\n{snippet.html}"
+    # The pages the snippet rests on, so a reader can check it (link previews are off).
+    sources = ", ".join(
+        f'<a href="{escape(r.url)}">{escape(r.title, quote=False)}</a>' for r in snippet.references
+    )
+    if sources:
+        text += f"\n\n<i>Sources:</i> {sources}"
     return text, InlineKeyboardMarkup(rows)
 
 
