@@ -1,4 +1,4 @@
-"""The `miliabot` command: run, migrate, console, content validate."""
+"""The `miliabot` command: run, migrate, console, content validate, broadcast, stats."""
 
 import argparse
 import logging
@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from telegram import Update
 from telegram.error import InvalidToken
 
+from miliabot_tg.broadcast_cli import add_commands as add_operator_commands
 from miliabot_tg.config import ConfigError, Settings, load_settings
 from miliabot_tg.content import ContentError, load_guide, validate
 from miliabot_tg.db import SchemaOutOfDateError, ensure_schema, make_engine, migrate
@@ -79,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
         help="SQLAlchemy URL for the console's own database (default: data/console.sqlite3)",
     )
     console.set_defaults(handler=_console)
+
+    add_operator_commands(commands)  # broadcast send|list|status|pause|resume|cancel, stats
 
     content = commands.add_parser("content", help="work with the guide content")
     content_commands = content.add_subparsers(required=True, metavar="ACTION")
