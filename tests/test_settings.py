@@ -109,7 +109,8 @@ async def test_the_reminders_button_opens_the_list(bot: Harness) -> None:
     (shown,) = await bot.say("/settings")
     assert "Reminders: 1" in shown.plain
     listed = await bot.press("⏰ My reminders")
-    assert "Sunscreen" in listed.plain or "sunscreen" in listed.plain
+    assert listed.message_id == shown.message_id and not listed.plain.startswith("⚙️")
+    assert "Sunscreen" in listed.plain
     assert bot.failures() == []
 
 
