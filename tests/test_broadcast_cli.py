@@ -16,6 +16,7 @@ from miliabot_tg.broadcasts import BROADCASTS, DELIVERIES
 from miliabot_tg.db import make_engine, migrate, new_session
 from miliabot_tg.models import utcnow
 from miliabot_tg.schedule import parse_remind
+from miliabot_tg.stats import HEARTBEATS
 from tests.harness import running_bot
 
 
@@ -94,9 +95,10 @@ def test_send_with_yes_records_every_recipient_and_starts_it(
     code = miliabot(
         "broadcast", "send", "--text-file", news, "--audience", "kind:sunscreen", "--yes"
     )
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 0
     assert "recipients: 2 right now" in out
+    assert "no bot has been running on this database lately" in err
     assert "Broadcast #1 is recorded for 2 recipient(s)" in out
     assert _broadcasts(env) == [
         (1, "running", "kind:sunscreen", 0, "New in the guide: <b>sun protection</b> &amp; more")
@@ -133,8 +135,11 @@ def test_the_operator_is_asked_first_and_no_means_nothing(
     assert "not sent; nothing was recorded" in captured.err
     assert _broadcasts(env) == []
 
+    with env.begin() as conn:  # a bot is running: no note about that
+        conn.execute(HEARTBEATS.insert().values(instance="bot", seen_at=utcnow()))
     monkeypatch.setattr("sys.stdin", Terminal("yes\n"))
     assert miliabot("broadcast", "send", "--text-file", news) == 0
+    assert "no bot has been running" not in capsys.readouterr().err
     assert [row[1] for row in _broadcasts(env)] == ["running"]
 
 

@@ -13,7 +13,7 @@ from miliabot_tg import cli, repo, stats, texts
 from miliabot_tg.broadcasts import REMINDERS
 from miliabot_tg.db import new_session
 from miliabot_tg.schedule import parse_remind
-from miliabot_tg.stats import OCCURRENCES, BroadcastLine, Outcomes
+from miliabot_tg.stats import HEARTBEATS, OCCURRENCES, BroadcastLine, Outcomes
 from tests.harness import USER, running_bot
 
 NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
@@ -84,6 +84,9 @@ def _known_events(engine: Engine) -> int:
 
     with engine.begin() as conn:
         broadcast_id = store.create_draft(conn, created_by=0, now=NOW, text="News")
+        # One bot process alive, one gone quiet.
+        conn.execute(HEARTBEATS.insert().values(instance="a", seen_at=NOW - timedelta(seconds=30)))
+        conn.execute(HEARTBEATS.insert().values(instance="b", seen_at=NOW - timedelta(minutes=5)))
     store.start(engine, broadcast_id, NOW, "UTC")
     return broadcast_id
 
@@ -109,11 +112,13 @@ def test_the_overview_counts_a_known_day(engine: Engine) -> None:
         pending=1,
     )
     assert found.content_version == "v7"
+    assert found.bots_running == 1
     assert found.broadcasts == (BroadcastLine(broadcast_id, "running", "all", NOW, 1, 0, 0, 0),), (
         "user 1 only: 2 turned announcements off, 3 blocked the bot, 4 left"
     )
 
     shown = stats.render(found)
+    assert "Bot processes running: 1" in shown
     assert "Users: 2 active, 1 blocked, 1 deleted; 2 new this week" in shown
     assert "Reminders: 3 (sunscreen 2, moisturize 1, exfoliate 0, custom 0); 1 paused" in shown
     assert "Today (UTC): 8 reminders due" in shown

@@ -223,6 +223,13 @@ def _send(args: argparse.Namespace) -> int:
         "the running bots send it within seconds."
     )
     print(f"Follow it with: miliabot broadcast status {broadcast_id} --follow")
+    with reading(engine).connect() as conn:
+        if not stats.bots_running(conn, utcnow()):
+            print(
+                "miliabot: note: no bot has been running on this database lately; "
+                "it goes out once one starts (miliabot run).",
+                file=sys.stderr,
+            )
     return EXIT_OK
 
 

@@ -16,10 +16,14 @@ from sqlalchemy.engine import Connection
 from miliabot_tg import broadcasts as store
 from miliabot_tg.broadcasts import PREFERENCES, REMINDERS, USERS
 from miliabot_tg.content import Guide
-from miliabot_tg.models import Occurrence, OccurrenceStatus, UserStatus
+from miliabot_tg.models import DispatcherHeartbeat, Occurrence, OccurrenceStatus, UserStatus
 from miliabot_tg.reminders.texts.shared import KINDS
 
 OCCURRENCES: Table = Occurrence.__table__  # type: ignore[attr-defined]
+HEARTBEATS: Table = DispatcherHeartbeat.__table__  # type: ignore[attr-defined]
+# A bot process says it is alive at least every 30 s; three missed beats and it is gone
+# (the dispatcher counts processes the same way when it shares out the rate).
+ALIVE_WITHIN: Final = timedelta(seconds=90)
 RECENT_BROADCASTS: Final = 5
 WEEK: Final = timedelta(days=7)
 
@@ -68,6 +72,7 @@ class Stats:
     today: Outcomes
     content_version: str
     broadcasts: tuple[BroadcastLine, ...]
+    bots_running: int  # bot processes that said they were alive lately
 
 
 def guide_label(guide: Guide) -> str:
@@ -135,6 +140,15 @@ def today_outcomes(conn: Connection, now: datetime) -> Outcomes:
     return Outcomes(*(int(value) for value in row))
 
 
+def bots_running(conn: Connection, now: datetime) -> int:
+    """How many bot processes on this database said they were alive lately."""
+    return int(
+        conn.execute(
+            select(func.count()).where(HEARTBEATS.c.seen_at >= now - ALIVE_WITHIN)
+        ).scalar_one()
+    )
+
+
 def _broadcasts(conn: Connection) -> tuple[BroadcastLine, ...]:
     lines = []
     for row in store.recent(conn, RECENT_BROADCASTS):
@@ -171,6 +185,7 @@ def collect(conn: Connection, now: datetime, *, content_version: str) -> Stats:
         today=today_outcomes(conn, now),
         content_version=content_version,
         broadcasts=_broadcasts(conn),
+        bots_running=bots_running(conn, now),
     )
 
 
@@ -181,6 +196,7 @@ def render(stats: Stats) -> str:
     kinds = ", ".join(f"{kind} {count}" for kind, count in stats.reminders)
     lines = [
         f"MiliaBot at {stats.at:%Y-%m-%d %H:%M} UTC",
+        f"Bot processes running: {stats.bots_running}",
         "",
         f"Users: {stats.users_active} active, {stats.users_blocked} blocked, "
         f"{stats.users_deleted} deleted; {stats.users_new_this_week} new this week",
