@@ -314,3 +314,17 @@ def test_a_broadcast_started_here_is_the_same_as_one_from_telegram(
     assert row is not None and row.recipients == 1 == recorded and row.started_at is not None
     with pytest.raises(store.BroadcastError):
         store.start(env, 1, utcnow(), "UTC")
+
+
+def test_on_a_terminal_the_progress_line_is_redrawn_in_place(env: Engine) -> None:
+    _user(env, 97)
+    miliabot("broadcast", "send", "--snippet", "home-care", "--yes")
+    with env.begin() as conn:
+        store.cancel(conn, 1, utcnow())
+        progress = store.progress(conn, 1)
+    assert progress is not None
+    out = Terminal()
+    assert broadcast_cli.follow(env, progress, out) == 0
+    shown = out.getvalue()
+    assert shown.startswith("\r#1 cancelled") and shown.endswith("\n")
+    assert "skipped 1" in shown and "left 0" in shown
