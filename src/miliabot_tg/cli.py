@@ -1,4 +1,4 @@
-"""The `miliabot` command: run, migrate, console, content validate, broadcast, stats."""
+"""The `miliabot` command: run, migrate, console, content validate."""
 
 import argparse
 import logging
@@ -11,7 +11,6 @@ from sqlalchemy.exc import OperationalError
 from telegram import Update
 from telegram.error import InvalidToken
 
-from miliabot_tg.broadcast_cli import add_commands as add_operator_commands
 from miliabot_tg.config import ConfigError, Settings, load_settings
 from miliabot_tg.content import ContentError, load_guide, validate
 from miliabot_tg.db import SchemaOutOfDateError, ensure_schema, make_engine, migrate
@@ -81,7 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     console.set_defaults(handler=_console)
 
-    add_operator_commands(commands)  # broadcast send|list|status|pause|resume|cancel, stats
+    # `broadcast send|list|status|pause|resume|cancel` and `stats`: see broadcast_cli.py.
+    from miliabot_tg.broadcast_cli import add_commands as add_operator_commands
+
+    add_operator_commands(commands)
 
     content = commands.add_parser("content", help="work with the guide content")
     content_commands = content.add_subparsers(required=True, metavar="ACTION")
