@@ -152,8 +152,8 @@ def build_application(
     # Order matters: the reminder handlers take locations and typed answers they asked for
     # before the guide's catch-alls (text search, unknown commands, "I can only read text").
     ReminderHandlers(deps).register(app)
-    AnnouncementHandlers(deps).register(app)
     SettingsHandlers(deps).register(app)
     StatsHandlers(deps).register(app)  # operators only; anyone else's /stats is unknown
+    AnnouncementHandlers(deps).register(app)
     Handlers(deps).register(app)
     return Built(app, dispatcher, broadcaster)
