@@ -22,6 +22,7 @@ import argparse
 import difflib
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -60,7 +61,10 @@ class CliError(Exception):
         self.code = code
 
 
-def add_commands(commands: Any) -> None:
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add `broadcast …` and `stats` to the `miliabot` command's subparsers."""
     broadcast = commands.add_parser(
         "broadcast",
@@ -104,12 +108,12 @@ def add_commands(commands: Any) -> None:
     stats_cmd.set_defaults(handler=_stats)
 
 
-def _guarded(handler: Any) -> Any:
+def _guarded(handler: Handler) -> Handler:
     """Print a refusal on stderr and return its code, instead of a traceback."""
 
     def run(args: argparse.Namespace) -> int:
         try:
-            return int(handler(args))
+            return handler(args)
         except CliError as exc:
             print(f"miliabot: {exc}", file=sys.stderr)
             return exc.code
