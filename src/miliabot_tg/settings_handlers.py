@@ -72,7 +72,7 @@ class SettingsHandlers:
             if view is None:
                 await query.answer(st.NOT_STARTED, show_alert=True)
                 return
-            await query.answer("🔔 Announcements are on." if on else "🔕 No more announcements.")
+            await query.answer(st.SWITCHED_ON if on else st.SWITCHED_OFF)
             await show_in_place(update, *st.settings_view(view))
         elif query.data == st.CB_QUIET:
             view = await self.deps.read(user.id, lambda s: self._view(s, user.id))

@@ -26,6 +26,8 @@ CB_TIMEZONE: Final = CB_ZONE_LOCATION
 CB_REMINDERS: Final = f"{CB_LIST}list:0"
 
 NOT_STARTED: Final = "Send /start first, then try /settings again."
+SWITCHED_ON: Final = "🔔 Announcements are on."
+SWITCHED_OFF: Final = "🔕 No more announcements."
 
 
 @dataclass(frozen=True)
