@@ -16,6 +16,8 @@ from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
 from miliabot_tg.pacing import Pacer
 from miliabot_tg.reminders.handlers import ReminderHandlers
+from miliabot_tg.settings_handlers import SettingsHandlers
+from miliabot_tg.stats_handlers import StatsHandlers
 
 BotApplication = Application[Any, Any, Any, Any, Any, Any]
 
@@ -150,6 +152,8 @@ def build_application(
     # Order matters: the reminder handlers take locations and typed answers they asked for
     # before the guide's catch-alls (text search, unknown commands, "I can only read text").
     ReminderHandlers(deps).register(app)
+    SettingsHandlers(deps).register(app)
+    StatsHandlers(deps).register(app)  # operators only; anyone else's /stats is unknown
     AnnouncementHandlers(deps).register(app)
     Handlers(deps).register(app)
     return Built(app, dispatcher, broadcaster)

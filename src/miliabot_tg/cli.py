@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     console.set_defaults(handler=_console)
 
+    # `broadcast send|list|status|pause|resume|cancel` and `stats`: see broadcast_cli.py.
+    from miliabot_tg.broadcast_cli import add_commands as add_operator_commands
+
+    add_operator_commands(commands)
+
     content = commands.add_parser("content", help="work with the guide content")
     content_commands = content.add_subparsers(required=True, metavar="ACTION")
     check = content_commands.add_parser("validate", help="check every content file")

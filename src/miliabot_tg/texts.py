@@ -24,6 +24,7 @@ COMMANDS = (
     BotCommand("timezone", "Set your timezone"),
     BotCommand("quiet", "Quiet hours: no reminders at night"),
     BotCommand("stop", "Pause all reminders"),
+    BotCommand("settings", "Announcements, timezone and quiet hours"),
     BotCommand("privacy", "What I store and why"),
     BotCommand("forget", "Delete everything I store about you"),
     BotCommand("start", "Welcome and overview"),
@@ -71,7 +72,8 @@ def help_text() -> str:
         "/reminders: see, pause, edit or delete your reminders\n"
         "/timezone: set your timezone, e.g. <code>/timezone Lisbon</code>\n"
         "/quiet: quiet hours, e.g. <code>/quiet 22:00-07:00</code> or <code>/quiet off</code>\n"
-        "/stop: pause all reminders (/start offers to resume)\n\n"
+        "/stop: pause all reminders (/start offers to resume)\n"
+        "/settings: announcements on or off, timezone and quiet hours, with buttons\n\n"
         "/privacy: what I store about you and why\n"
         "/forget: delete everything I store about you\n"
         "/start: the welcome message\n\n"
@@ -94,11 +96,14 @@ def privacy_text() -> str:
         "• your reminders (what, when, paused or not), your quiet hours and whether you "
         "paused everything;\n"
         "• for each reminder I send, when it was due and what became of it (done, snoozed, "
-        "skipped or missed).\n\n"
+        "skipped or missed);\n"
+        "• whether you want announcements (news about the guide from the people who run me), "
+        "and for each announcement I send you, when it went out and whether it arrived, so "
+        "nobody gets it twice.\n\n"
         "I don't keep the questions you type or the topics you read, and I never share "
         "anything with anyone.\n\n"
-        "Send /forget to delete everything I store about you, reminders and their history "
-        "included."
+        "Send /forget to delete everything I store about you, reminders, announcements "
+        "and their history included."
     )
 
 
