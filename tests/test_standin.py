@@ -769,6 +769,7 @@ async def test_users_send_formatting_photos_and_replies(standin: StandIn, bot: B
         "news", '<a href="https://x.org">news</a>'
     )
     assert photo.photo[-1].width == 1280
+    assert [m["message_id"] for m in standin.sent_by_users(ANN)] == [1, 2, 4, 5]
     assert photo.caption_html == "🎉 <i>look</i>", "UTF-16 offsets: the emoji counts two"
     assert reply.reply_to_message is not None
     assert reply.reply_to_message.message_id == photo.message_id

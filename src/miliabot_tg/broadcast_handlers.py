@@ -186,17 +186,15 @@ class BroadcastHandlers:
         if row is None:
             await query.answer(bt.NO_SUCH.format(id=broadcast_id))
             return
-        if action.startswith("list-"):
-            answer = await self._change(query, row, action.removeprefix("list-"))
-            await query.answer(answer)
-            if query.message is not None:
-                await show_in_place(update, *await self._db(_listing))
-            return
         if action == "send":
             await query.answer(await self._send(update, query, row))
-        elif action in ("pause", "resume", "cancel"):
-            await query.answer(await self._change(query, row, action))
-            await show_in_place(update, *await self._db(self._progress_of(row.id)))
+        elif action.removeprefix("list-") in ("pause", "resume", "cancel"):
+            changed, answer = await self._change(query, row, action.removeprefix("list-"))
+            await query.answer(answer)
+            if changed:  # the pressed message shows the new state: the list, or the progress
+                listed = action.startswith("list-")
+                view = _listing if listed else self._progress_of(row.id)
+                await show_in_place(update, *await self._db(view))
         else:
             await query.answer(await self._draft_button(update, row, action, choice))
 
@@ -250,7 +248,7 @@ class BroadcastHandlers:
     async def _send(self, update: Update, query: CallbackQuery, row: Any) -> str:
         """Start a draft; its control message becomes the progress message."""
         if row.status != DRAFT:
-            return bt.wrong_state(row.id, row.status, "sent again")
+            return bt.wrong_state(row.id, row.status, "sent")
         where = query.message
         if where is not None:
             chat_id, message_id = where.chat.id, where.message_id
@@ -264,12 +262,12 @@ class BroadcastHandlers:
         await show_in_place(update, *await self._db(self._progress_of(row.id)))
         # Woken after the first edit, so the broadcaster's own edits come after it.
         self.deps.wake_broadcasts()
-        return f"Broadcast #{row.id} is on its way to {recipients}."
+        return bt.started(row.id, recipients)
 
-    async def _change(self, query: CallbackQuery, row: Any, action: str) -> str:
-        """Pause, resume or cancel; keep its progress message in step."""
+    async def _change(self, query: CallbackQuery, row: Any, action: str) -> tuple[bool, str]:
+        """Pause, resume or cancel; keep its progress message in step. Say how it went."""
         now = self.deps.clock()
-        changes = {
+        changes: dict[str, tuple[Callable[[Connection], bool], str]] = {
             "pause": (lambda c: store.pause(c, row.id), "paused"),
             "resume": (lambda c: store.resume(c, row.id), "resumed"),
             "cancel": (lambda c: store.cancel(c, row.id, now), "cancelled"),
@@ -277,11 +275,11 @@ class BroadcastHandlers:
         change, done = changes[action]
         if not await self._db(change):
             fresh = await self._db(lambda c: store.get(c, row.id))
-            return bt.wrong_state(row.id, fresh.status if fresh else "gone", done)
+            return False, bt.wrong_state(row.id, fresh.status if fresh else "gone", done)
         if action == "resume":
             self.deps.wake_broadcasts()
         await self._refresh_progress(row, query)
-        return f"Broadcast #{row.id} {done}."
+        return True, f"Broadcast #{row.id} {done}."
 
     async def _refresh_progress(self, row: Any, query: CallbackQuery) -> None:
         """Edit the broadcast's progress message, unless it is the one pressed (edited anyway)."""

@@ -260,4 +260,10 @@ def broadcast_list(rows: Sequence[tuple[Any, Progress]]) -> tuple[str, InlineKey
 
 def wrong_state(broadcast_id: int, status: str, action: str) -> str:
     """A button pressed on a broadcast whose state no longer allows it (short: an answer)."""
-    return f"Broadcast #{broadcast_id} is {status}: it can't be {action} now."
+    state = "a draft" if status == "draft" else status
+    return f"Broadcast #{broadcast_id} is {state}: it can't be {action} now."
+
+
+def started(broadcast_id: int, recipients: int) -> str:
+    people = "person" if recipients == 1 else "people"
+    return f"Broadcast #{broadcast_id} is on its way to {recipients} {people}."

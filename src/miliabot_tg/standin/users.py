@@ -95,6 +95,11 @@ class SimulatedUsers(ChatState):
         self._reply(message, reply_to)
         return self._queue(kind, message)
 
+    def sent_by_users(self, chat_id: int) -> list[JSON]:
+        """What simulated users sent in a chat, as the bot received it, oldest first."""
+        kept = self._user_messages.get(chat_id, set())
+        return [m for i, m in self._user_message_json.get(chat_id, {}).items() if i in kept]
+
     def message_sent_by_user(self, chat_id: int, message_id: int) -> JSON | None:
         """A message a simulated user sent (as the bot received it), unless it was deleted."""
         if message_id not in self._user_messages.get(chat_id, ()):
