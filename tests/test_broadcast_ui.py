@@ -141,6 +141,8 @@ async def test_usage_unknown_snippet_and_a_refused_preview_draft_nothing(tmp_pat
         (unknown,) = await h.say("/broadcast snippet no-such-thing", user_id=OP)
         assert "There is no snippet no-such-thing" in unknown.plain
         assert h.guide.snippets[0].id in unknown.plain, "says which ids there are"
+        (which,) = await h.say("/broadcast snippet", user_id=OP)
+        assert which.plain.startswith("Which snippet?")
         (sent_id,) = [m["message_id"] for m in h.standin.sent_by_users(OP)][-1:]
         h.standin.fail_next(
             "copyMessage", status=400, description="Bad Request: message to copy not found"
@@ -236,6 +238,9 @@ async def test_a_local_hour_is_recorded_and_each_user_gets_it_on_their_clock(
         }
         await h.broadcaster.run_round()
         assert h.standin.chat(101) == [], "not before 10:00 in Berlin"
+        progress = h.standin.last(OP)
+        assert progress is not None and "Left: 2" in progress.plain
+        assert _labels(progress) == [bt.PAUSE, bt.CANCEL], "the broadcaster's edits keep them"
         h.clock.advance(timedelta(hours=1))
         await h.broadcaster.run_round()
         assert len(h.standin.chat(101)) == 1 and h.standin.chat(102) == []

@@ -136,10 +136,15 @@ def unknown_snippet(snippet_id: str, ids: Sequence[str]) -> str:
     """Answer /broadcast snippet with an id the guide does not have."""
     listed = ", ".join(f"<code>{escape(i, quote=False)}</code>" for i in ids[:40])
     more = f" and {len(ids) - 40} more" if len(ids) > 40 else ""
+    which = (
+        f"There is no snippet <code>{escape(snippet_id[:64], quote=False)}</code> in the guide."
+        if snippet_id
+        else "Which snippet? Write its id: <code>/broadcast snippet ID</code>."
+    )
     return (
-        f"There is no snippet <code>{escape(snippet_id[:64], quote=False)}</code> in the guide. "
-        "Snippet ids are the file names in <code>content/</code> without <code>.md</code>"
-        f" (also on /guide's buttons). They are: {listed}{more}."
+        f"{which} "
+        "Snippet ids are the file names in <code>content/</code> without <code>.md</code>. "
+        f"They are: {listed}{more}."
     )
 
 
