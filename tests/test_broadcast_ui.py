@@ -427,6 +427,7 @@ async def test_non_operators_get_the_unknown_command_answer_and_nothing_happens(
         assert [m.edits for m in h.standin.chat(OP)] == edits
         assert draft.message_id in [m.message_id for m in h.standin.chat(OP)]
         assert _count(h, DELIVERIES) == 3
+        assert await _forge(h, "bc:send:999999999999") == "There is no broadcast #999999999999."
 
 
 async def test_operators_have_their_commands_in_their_menu(tmp_path: Path) -> None:

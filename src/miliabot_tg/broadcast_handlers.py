@@ -259,8 +259,14 @@ class BroadcastHandlers:
             recipients = await asyncio.to_thread(store.start, self.deps.engine, row.id, now, zone)
         except BroadcastError as exc:
             return str(exc)
-        await show_in_place(update, *await self._db(self._progress_of(row.id)))
-        # Woken after the first edit, so the broadcaster's own edits come after it.
+        shown = await self._db(self._progress_of(row.id))
+        await show_in_place(update, *shown)
+        # Another process may have sent it all and edited in its report before that edit
+        # landed: look once more, so the message never stays behind on "going out".
+        latest = await self._db(self._progress_of(row.id))
+        if latest[0] != shown[0]:
+            await show_in_place(update, *latest)
+        # Woken only now, so this process's own progress edits come after ours.
         self.deps.wake_broadcasts()
         return bt.started(row.id, recipients)
 
