@@ -37,11 +37,7 @@ _CALLBACK: Final = re.compile(
     r":([0-9]{1,12})(?::(.{1,24}))?"
 )
 _SNIPPET: Final = re.compile(r"snippet(?:\s+(\S+))?", re.IGNORECASE)
-DRAFT, RUNNING, PAUSED = (
-    BroadcastStatus.DRAFT.value,
-    BroadcastStatus.RUNNING.value,
-    BroadcastStatus.PAUSED.value,
-)
+DRAFT: Final = BroadcastStatus.DRAFT.value
 
 
 def text_after_command(message: Message) -> str:

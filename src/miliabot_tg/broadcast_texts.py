@@ -270,5 +270,7 @@ def wrong_state(broadcast_id: int, status: str, action: str) -> str:
 
 
 def started(broadcast_id: int, recipients: int) -> str:
+    if not recipients:
+        return f"Broadcast #{broadcast_id} had nobody to go to, so it is done."
     people = "person" if recipients == 1 else "people"
     return f"Broadcast #{broadcast_id} is on its way to {recipients} {people}."
