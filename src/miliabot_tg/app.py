@@ -92,7 +92,6 @@ def build_application(
 
     async def post_init(app: BotApplication) -> None:
         """Publish the command menu, then start the reminder and broadcast engines."""
-        await app.bot.set_my_commands(list(texts.COMMANDS))
         # Operators also see their own commands, in their chats only.
         for admin_id in sorted(settings.admin_ids):
             try:
@@ -102,6 +101,7 @@ def build_application(
                 )
             except TelegramError as exc:  # e.g. an operator who never opened the chat
                 log.warning("no command menu for operator %s: %s", admin_id, exc.message)
+        await app.bot.set_my_commands(list(texts.COMMANDS))
         if dispatch:
             assert app.job_queue is not None
             dispatcher.start(app.job_queue)
