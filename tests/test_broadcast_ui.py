@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from telegram import Chat, Message, MessageEntity, User
 
 from miliabot_tg import broadcast_texts as bt
 from miliabot_tg import broadcasts as store
 from miliabot_tg import texts
+from miliabot_tg.broadcast_handlers import text_after_command
 from miliabot_tg.broadcasts import BROADCASTS, DELIVERIES, due_for
 from miliabot_tg.standin import BotMessage, parse_html
+from miliabot_tg.telegram_html import utf16_len
 from tests.harness import Harness, running_bot
 from tests.test_dispatch import BERLIN, _at, _remind, _user
 
@@ -77,6 +80,45 @@ def _labels(message: BotMessage) -> list[str]:
 def _seen(message: BotMessage) -> tuple[Any, ...]:
     """What a user sees of a message: text, formatting, photo and buttons."""
     return (message.plain, message.entities, message.photo, message.buttons)
+
+
+def test_every_kind_of_formatting_survives_the_trip_to_html() -> None:
+    """Each entity Telegram sends comes back from the HTML as the same entity, shifted."""
+    text = "/broadcast b i u s sp code pre link ment quote exq 😀 @someone #tag https://x.org"
+
+    def at(word: str, kind: str, **extra: Any) -> MessageEntity:
+        i = text.index(word)
+        return MessageEntity(kind, utf16_len(text[:i]), utf16_len(word), **extra)
+
+    entities = [
+        MessageEntity("bot_command", 0, 10),
+        at("b ", "bold"),
+        at("i ", "italic"),
+        at("u ", "underline"),
+        at("s ", "strikethrough"),
+        at("sp", "spoiler"),
+        at("code", "code"),
+        at("pre", "pre", language="python"),
+        at("link", "text_link", url="https://e.org/?a=1&b=2"),
+        at("ment", "text_mention", user=User(5, "X", False)),
+        at("quote", "blockquote"),
+        at("exq", "expandable_blockquote"),
+        at("😀", "custom_emoji", custom_emoji_id="123"),
+        at("@someone", "mention"),
+    ]
+    message = Message(1, NOW, Chat(OP, "private"), text=text, entities=entities)
+    plain, found = parse_html(text_after_command(message))
+    assert plain == text.removeprefix("/broadcast ")
+    shift = len("/broadcast ")
+    wanted = [
+        (e.type if e.type != "text_mention" else "text_link", e.offset - shift, e.length)
+        for e in entities[1:]
+        if e.type != "mention"  # Telegram finds mentions, hashtags and URLs by itself
+    ]
+    assert [(e["type"], e["offset"], e["length"]) for e in found] == wanted
+    assert next(e for e in found if e["type"] == "pre")["language"] == "python"
+    links = [e["url"] for e in found if e["type"] == "text_link"]
+    assert links == ["https://e.org/?a=1&b=2", "tg://user?id=5"]
 
 
 # --- drafting and previews -----------------------------------------------------------------------

@@ -36,6 +36,7 @@ _CALLBACK: Final = re.compile(
     r"bc:(send|cancel|pause|resume|back|aud|time|list-pause|list-resume|list-cancel)"
     r":([0-9]{1,12})(?::(.{1,24}))?"
 )
+_PRE_LANGUAGE: Final = re.compile(r'<pre><code class="(?!language-)')
 _SNIPPET: Final = re.compile(r"snippet(?:\s+(\S+))?", re.IGNORECASE)
 DRAFT: Final = BroadcastStatus.DRAFT.value
 
@@ -72,7 +73,9 @@ def text_after_command(message: Message) -> str:
                 )
             )
     trimmed = Message(message.message_id, message.date, message.chat, text=rest, entities=kept)
-    return trimmed.text_html.strip()
+    # PTB writes a code block's language as class="python"; Telegram reads "language-python".
+    # Text is escaped, so this markup can only be PTB's own.
+    return _PRE_LANGUAGE.sub('<pre><code class="language-', trimmed.text_html).strip()
 
 
 class BroadcastHandlers:
