@@ -750,3 +750,75 @@ async def test_default_rate_limits_allow_one_message_per_second_per_chat(
             await bot.send_message(31, "31st in one second")
         clock.now += 1.0
         await bot.send_message(ANN, "two")
+
+
+# --- users' formatting, photos, replies, copies and forged presses -------------------------------
+
+
+async def test_users_send_formatting_photos_and_replies(standin: StandIn, bot: Bot) -> None:
+    plain, entities = parse_html("/broadcast 🎉 <b>big</b> <a href='https://x.org'>news</a>")
+    standin.send_message(plain, entities=entities)
+    standin.send_photo("🎉 look", caption_entities=[{"type": "italic", "offset": 3, "length": 4}])
+    sent = await bot.send_message(ANN, "question?")
+    standin.send_message("/broadcast", reply_to=2)  # the photo
+    standin.send_message("answer", reply_to=sent.message_id)
+    text, photo, reply, answer = [u.message for u in await bot.get_updates()]
+    assert text is not None and photo is not None and reply is not None and answer is not None
+    assert [e.type for e in text.entities] == ["bot_command", "bold", "text_link"]
+    assert text.text_html == plain.replace("big", "<b>big</b>").replace(
+        "news", '<a href="https://x.org">news</a>'
+    )
+    assert photo.photo[-1].width == 1280
+    assert [m["message_id"] for m in standin.sent_by_users(ANN)] == [1, 2, 4, 5]
+    assert photo.caption_html == "🎉 <i>look</i>", "UTF-16 offsets: the emoji counts two"
+    assert reply.reply_to_message is not None
+    assert reply.reply_to_message.message_id == photo.message_id
+    assert reply.reply_to_message.caption == photo.caption
+    assert answer.reply_to_message is not None
+    assert answer.reply_to_message.text == "question?"
+    with pytest.raises(ValueError, match="no message 99"):
+        standin.send_message("x", reply_to=99)
+
+
+async def test_copy_message_copies_users_and_bots_messages(standin: StandIn, bot: Bot) -> None:
+    plain, entities = parse_html("<b>Hello</b> 🌍 <i>world</i>")
+    standin.send_message(plain, entities=entities)
+    standin.send_photo("cap", caption_entities=[{"type": "bold", "offset": 0, "length": 3}])
+    own = await bot.send_message(ANN, "<u>mine</u>", parse_mode="HTML")
+    await bot.get_updates()
+    to = 2002
+    standin.send_message("hi", user_id=to)
+    copied = await bot.copy_message(to, ANN, 1, reply_markup=keyboard(("Off", "ann:off")))
+    await bot.copy_message(to, ANN, 2)
+    await bot.copy_message(to, ANN, own.message_id)
+    await bot.copy_message(to, ANN, 2, caption="<b>new</b>", parse_mode="HTML")
+    text, photo, mine, recaptioned = standin.chat(to)
+    assert copied.message_id == text.message_id
+    assert (text.plain, text.entities) == (plain, entities)
+    assert text.buttons == [[("Off", "ann:off")]]
+    assert photo.photo is not None and photo.photo.startswith("AgACAgIAAxkBAAI-user-")
+    assert (photo.plain, photo.entities[0]["type"]) == ("cap", "bold")
+    assert (mine.plain, mine.entities[0]["type"]) == ("mine", "underline")
+    assert (recaptioned.plain, recaptioned.entities[0]["type"]) == ("new", "bold")
+    with pytest.raises(BadRequest, match="Message to copy not found"):
+        await bot.copy_message(to, ANN, 77)
+    await bot.delete_message(ANN, 1)  # the user's own message, deleted
+    with pytest.raises(BadRequest, match="Message to copy not found"):
+        await bot.copy_message(to, ANN, 1)
+    with pytest.raises(BadRequest, match="Chat not found"):
+        await bot.copy_message(to, 555, 1)
+
+
+async def test_forged_presses_carry_any_data_on_a_real_message(standin: StandIn, bot: Bot) -> None:
+    await bot.send_message(ANN, "no buttons here")
+    with pytest.raises(ButtonNotFoundError):
+        standin.press(ANN, "Send")
+    standin.forge_press(ANN, "bc:send:42", user_id=3003)
+    (update,) = await bot.get_updates()
+    assert update.callback_query is not None
+    assert update.callback_query.data == "bc:send:42"
+    assert update.callback_query.from_user.id == 3003
+    assert update.callback_query.message is not None
+    assert update.callback_query.message.message_id == 1
+    with pytest.raises(ButtonNotFoundError):
+        standin.forge_press(4004, "bc:send:1")

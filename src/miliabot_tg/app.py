@@ -1,16 +1,19 @@
 """The composition root: build the one Application with everything wired in."""
 
 import asyncio
+import logging
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from telegram import LinkPreviewOptions
+from telegram import BotCommandScopeChat, LinkPreviewOptions
 from telegram.constants import ParseMode
+from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, Defaults, ExtBot
 
-from miliabot_tg import texts
+from miliabot_tg import broadcast_texts, texts
 from miliabot_tg.announcements import AnnouncementHandlers
+from miliabot_tg.broadcast_handlers import BroadcastHandlers
 from miliabot_tg.broadcaster import Broadcaster, BroadcastPolicy
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
@@ -19,6 +22,7 @@ from miliabot_tg.reminders.handlers import ReminderHandlers
 from miliabot_tg.settings_handlers import SettingsHandlers
 from miliabot_tg.stats_handlers import StatsHandlers
 
+log = logging.getLogger(__name__)
 BotApplication = Application[Any, Any, Any, Any, Any, Any]
 
 # Long-poll length: Telegram holds getUpdates open this long when there is nothing new.
@@ -90,6 +94,15 @@ def build_application(
 
     async def post_init(app: BotApplication) -> None:
         """Publish the command menu, then start the reminder and broadcast engines."""
+        # Operators also see their own commands, in their chats only.
+        for admin_id in sorted(settings.admin_ids):
+            try:
+                await app.bot.set_my_commands(
+                    [*texts.COMMANDS, *broadcast_texts.OPERATOR_COMMANDS],
+                    scope=BotCommandScopeChat(admin_id),
+                )
+            except TelegramError as exc:  # e.g. an operator who never opened the chat
+                log.warning("no command menu for operator %s: %s", admin_id, exc.message)
         await app.bot.set_my_commands(list(texts.COMMANDS))
         if dispatch:
             assert app.job_queue is not None
@@ -155,5 +168,6 @@ def build_application(
     SettingsHandlers(deps).register(app)
     StatsHandlers(deps).register(app)  # operators only; anyone else's /stats is unknown
     AnnouncementHandlers(deps).register(app)
+    BroadcastHandlers(deps).register(app)
     Handlers(deps).register(app)
     return Built(app, dispatcher, broadcaster)

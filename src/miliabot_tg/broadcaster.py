@@ -379,32 +379,10 @@ class Broadcaster:
         return Delivered(recipient, PENDING, retry_at=at)
 
     async def _deliver(self, chat_id: int, body: Body, pace: PaceArgs) -> Message | MessageId:
-        if body.kind == "copy" and body.source is not None:
-            from_chat, message_id = body.source
-            return await self.bot.copy_message(
-                chat_id,
-                from_chat,
-                message_id,
-                reply_markup=bt.with_off_button(),
-                allow_paid_broadcast=self.paid or None,
-                rate_limit_args=pace,
-            )
-        text, markup = self._render(body)
-        return await self.bot.send_message(
-            chat_id,
-            text,
-            reply_markup=markup,
-            allow_paid_broadcast=self.paid or None,
-            rate_limit_args=pace,
+        paid = self.paid or None
+        return await deliver(
+            self.bot, chat_id, body, self.guide(), allow_paid_broadcast=paid, rate_limit_args=pace
         )
-
-    def _render(self, body: Body) -> tuple[str, InlineKeyboardMarkup]:
-        if body.kind == "snippet" and body.snippet_id is not None:
-            snippet = self.guide().get(body.snippet_id)
-            if snippet is None:
-                raise LookupError(f"snippet {body.snippet_id} is no longer in the guide")
-            return bt.snippet_announcement(snippet)
-        return body.text or "", bt.with_off_button()
 
     # --- the operator's view ------------------------------------------------------------------
 
@@ -415,19 +393,22 @@ class Broadcaster:
         except Exception:
             log.warning("could not read broadcast progress", exc_info=True)
             return
-        for chat_id, message_id, text in edits:
+        for chat_id, message_id, text, markup in edits:
             with contextlib.suppress(TelegramError):
                 await self.bot.edit_message_text(
                     text,
                     chat_id=chat_id,
                     message_id=message_id,
+                    reply_markup=markup,  # the operator's pause/resume/cancel buttons stay
                     rate_limit_args=PaceArgs(priority=Priority.INTERACTIVE, max_retries=0),
                 )
 
-    def _progress_due(self, finished: list[int]) -> list[tuple[int, int, str]]:
-        """The progress messages to edit now: (chat, message, text)."""
+    def _progress_due(
+        self, finished: list[int]
+    ) -> list[tuple[int, int, str, InlineKeyboardMarkup | None]]:
+        """The progress messages to edit now: (chat, message, text, buttons)."""
         now = self.clock()
-        edits: list[tuple[int, int, str]] = []
+        edits: list[tuple[int, int, str, InlineKeyboardMarkup | None]] = []
         with self.engine.begin() as conn:
             watched = conn.execute(
                 select(
@@ -450,9 +431,32 @@ class Broadcaster:
                     continue
                 progress = store.progress(conn, row.id)
                 if progress is not None:
-                    text = bt.progress_text(progress, now)
-                    edits.append((row.progress_chat_id, row.progress_message_id, text))
+                    text, markup = bt.progress_text(progress, now), bt.progress_markup(progress)
+                    edits.append((row.progress_chat_id, row.progress_message_id, text, markup))
         return edits
+
+
+def render(body: Body, guide: Guide) -> tuple[str, InlineKeyboardMarkup]:
+    """A text or snippet broadcast's message as its users (and the operator's preview) see it."""
+    if body.kind == "snippet" and body.snippet_id is not None:
+        snippet = guide.get(body.snippet_id)
+        if snippet is None:
+            raise LookupError(f"snippet {body.snippet_id} is no longer in the guide")
+        return bt.snippet_announcement(snippet)
+    return body.text or "", bt.with_off_button()
+
+
+async def deliver(
+    bot: ExtBot[Any], chat_id: int, body: Body, guide: Guide, **send: Any
+) -> Message | MessageId:
+    """Send a broadcast's message to one chat: to each recipient, and as the preview."""
+    if body.kind == "copy" and body.source is not None:
+        from_chat, message_id = body.source
+        return await bot.copy_message(
+            chat_id, from_chat, message_id, reply_markup=bt.with_off_button(), **send
+        )
+    text, markup = render(body, guide)
+    return await bot.send_message(chat_id, text, reply_markup=markup, **send)
 
 
 def store_sweep(conn: Connection, now: datetime, lease: timedelta) -> int:

@@ -10,8 +10,11 @@ query-string parameters; method names case-insensitive like Telegram) with Teleg
 ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": N, "description": "..."}``,
 plus ``"parameters": {"retry_after": N}`` on 429. The HTTP status equals ``error_code``.
 
-Test code acts as users through the plain (sync) methods ``send_message``, ``send_location``,
-``press_button`` and ``press``; they must be called from the event loop's thread. Everything
+Test code acts as users through the plain (sync) methods ``send_message`` (with formatting
+entities and replies), ``send_photo``, ``send_location``, ``press_button``, ``press`` and
+``forge_press`` (any callback data, as a modified client could send); they must be called
+from the event loop's thread. ``copyMessage`` copies text and photo messages, users' or the
+bot's. Everything
 the bot does is recorded in ``calls`` and as per-chat state (``chat``, ``last``).
 
 Deliberate limits: no webhook delivery (a set webhook only makes getUpdates answer 409),

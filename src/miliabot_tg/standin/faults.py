@@ -15,7 +15,7 @@ from typing import Final
 
 from miliabot_tg.standin.records import JSON, ApiError
 
-RATE_LIMITED_METHODS: Final = frozenset({"sendMessage", "sendPhoto"})
+RATE_LIMITED_METHODS: Final = frozenset({"sendMessage", "sendPhoto", "copyMessage"})
 # Telegram's limit for messages sent with allow_paid_broadcast (charged in Stars).
 PAID_BROADCAST_RATE: Final = 1000.0
 _STATUS_TEXT: Final = {

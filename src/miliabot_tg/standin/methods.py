@@ -59,6 +59,7 @@ class BotApiMethods(ChatState):
             "getMyCommands": self._get_my_commands,
             "deleteMyCommands": self._delete_my_commands,
             "sendPhoto": self._send_photo,
+            "copyMessage": self._copy_message,
             "setWebhook": self._set_webhook,
             "deleteWebhook": self._delete_webhook,
             "getWebhookInfo": self._get_webhook_info,
@@ -155,6 +156,53 @@ class BotApiMethods(ChatState):
         )
         self._messages.setdefault(chat_id, {})[message.message_id] = message
         return self._message_json(message)
+
+    def _copy_message(self, params: JSON) -> JSON:
+        """Copy a text or photo message (a user's or the bot's) into another chat, as is.
+
+        Like Telegram, the copy keeps text, caption and their entities but not the original's
+        buttons (``reply_markup`` gives it its own); a new ``caption`` replaces a photo's.
+        The stand-in copies text and photo messages only.
+        """
+        chat_id = self._chat_id(params)
+        source = self._copy_source(params)
+        markup = check_markup(params.get("reply_markup"))
+        message = BotMessage(chat_id, 0, unix_now(), reply_markup=markup)
+        if "photo" in source:
+            file_id = source["photo"][-1]["file_id"]
+            message.photo = message.photo_file_id = file_id
+            if isinstance(params.get("caption"), str):
+                message.plain, message.entities = message_text(
+                    params, "caption", MAX_CAPTION_LENGTH
+                )
+                message.caption = params["caption"] or None
+            elif source.get("caption"):
+                message.caption = message.plain = source["caption"]
+                message.entities = list(source.get("caption_entities", []))
+        elif isinstance(source.get("text"), str):
+            message.text = message.plain = source["text"]
+            message.entities = list(source.get("entities", []))
+        else:
+            raise bad("the stand-in copies only text and photo messages")
+        self._check_rate(chat_id, params)
+        message.message_id = self._new_message_id(chat_id)
+        self._messages.setdefault(chat_id, {})[message.message_id] = message
+        return {"message_id": message.message_id}
+
+    def _copy_source(self, params: JSON) -> JSON:
+        from_chat = params.get("from_chat_id")
+        message_id = params.get("message_id")
+        if not isinstance(from_chat, int) or from_chat not in self._chats:
+            raise bad("chat not found")
+        if not isinstance(message_id, int):
+            raise bad("message identifier is not specified")
+        users = self._user_messages.get(from_chat, set())
+        if message_id in users:
+            return self._user_message_json[from_chat][message_id]
+        original = self._messages.get(from_chat, {}).get(message_id)
+        if original is None or original.deleted:
+            raise bad("message to copy not found")
+        return self._message_json(original)
 
     def _target(self, params: JSON, action: str) -> BotMessage:
         """The bot message an edit/delete names (``action`` is "edit" or "delete")."""

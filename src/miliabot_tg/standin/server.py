@@ -34,7 +34,7 @@ _JSON_PARAMS: Final = frozenset(
 _INT_PARAMS: Final = frozenset(
     (
         "chat_id message_id offset limit user_id message_thread_id cache_time max_connections "
-        "reply_to_message_id"
+        "reply_to_message_id from_chat_id"
     ).split()
 )
 _BOOL_PARAMS: Final = frozenset(

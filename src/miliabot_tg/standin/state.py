@@ -76,6 +76,7 @@ class ChatState(Misbehaviour):
         self.commands: list[tuple[str, str]] = []  # as of the last setMyCommands
         self._messages: dict[int, dict[int, BotMessage]] = {}
         self._user_messages: dict[int, set[int]] = {}
+        self._user_message_json: dict[int, dict[int, JSON]] = {}  # what users sent, as sent
         self._next_message_id: dict[int, int] = {}
         self._command_sets: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self._commands_key: tuple[str, str] | None = None

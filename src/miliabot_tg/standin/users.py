@@ -8,12 +8,16 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from miliabot_tg.standin.records import JSON
+from miliabot_tg.standin.records import JSON, BotMessage
 from miliabot_tg.standin.state import ChatState, unix_now
 from miliabot_tg.telegram_html import utf16_len
 
 CHAT_TYPES: Final = frozenset({"private", "group", "supergroup", "channel"})
 _COMMAND_RE: Final = re.compile(r"(?<!\S)/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{1,64})?")
+
+
+def _sorted(entities: list[JSON]) -> list[JSON]:
+    return sorted(entities, key=lambda e: (e["offset"], -e["length"]))
 
 
 class ButtonNotFoundError(LookupError):
@@ -45,19 +49,98 @@ class SimulatedUsers(ChatState):
         language_code: str | None = "en",
         username: str | None = None,
         chat_title: str | None = None,
+        entities: list[JSON] | None = None,
+        reply_to: int | None = None,
     ) -> int:
         """A user (or, for chat_type "channel", the channel) writes ``text``; returns update_id.
 
-        Commands anywhere in the text get bot_command entities, as on Telegram. Writing in a
+        Commands anywhere in the text get bot_command entities, as on Telegram; `entities`
+        adds formatting (UTF-16 offsets, e.g. from ``parse_html``). `reply_to` names a message
+        in the same chat (the bot's or the user's) that this one replies to. Writing in a
         private chat unblocks the bot there (a user has to unblock a bot to write to it).
         """
         kind, message = self._incoming(
             user_id, first_name, chat_id, chat_type, language_code, username, chat_title
         )
         message["text"] = text
-        if entities := _command_entities(text):
-            message["entities"] = entities
+        if found := _sorted([*_command_entities(text), *(entities or [])]):
+            message["entities"] = found
+        self._reply(message, reply_to)
         return self._queue(kind, message)
+
+    def send_photo(
+        self,
+        caption: str | None = None,
+        *,
+        caption_entities: list[JSON] | None = None,
+        user_id: int = 1001,
+        first_name: str = "Ann",
+        chat_id: int | None = None,
+        chat_type: str = "private",
+        reply_to: int | None = None,
+    ) -> int:
+        """A user sends a photo, with an optional caption and its formatting; returns update_id."""
+        kind, message = self._incoming(user_id, first_name, chat_id, chat_type, "en", None, None)
+        file_id = f"AgACAgIAAxkBAAI-user-{next(self._ids)}"
+        message["photo"] = [
+            {"file_id": f"{file_id}-s", "file_unique_id": f"{file_id}-su", "width": 90,
+             "height": 90, "file_size": 1_024},
+            {"file_id": file_id, "file_unique_id": f"{file_id}-u", "width": 1280,
+             "height": 1280, "file_size": 65_536},
+        ]  # fmt: skip
+        if caption:
+            message["caption"] = caption
+            if found := _sorted([*_command_entities(caption), *(caption_entities or [])]):
+                message["caption_entities"] = found
+        self._reply(message, reply_to)
+        return self._queue(kind, message)
+
+    def sent_by_users(self, chat_id: int) -> list[JSON]:
+        """What simulated users sent in a chat, as the bot received it, oldest first."""
+        kept = self._user_messages.get(chat_id, set())
+        return [m for i, m in self._user_message_json.get(chat_id, {}).items() if i in kept]
+
+    def message_sent_by_user(self, chat_id: int, message_id: int) -> JSON | None:
+        """A message a simulated user sent (as the bot received it), unless it was deleted."""
+        if message_id not in self._user_messages.get(chat_id, ()):
+            return None
+        return self._user_message_json.get(chat_id, {}).get(message_id)
+
+    def _reply(self, message: JSON, reply_to: int | None) -> None:
+        if reply_to is None:
+            return
+        chat_id = message["chat"]["id"]
+        original = self.message_sent_by_user(chat_id, reply_to)
+        if original is None:
+            bot_message = self._messages.get(chat_id, {}).get(reply_to)
+            if bot_message is None or bot_message.deleted:
+                raise ValueError(f"no message {reply_to} in chat {chat_id} to reply to")
+            original = self._message_json(bot_message)
+        # Like Telegram: the replied-to message comes without its own reply_to_message.
+        message["reply_to_message"] = {k: v for k, v in original.items() if k != "reply_to_message"}
+
+    def forge_press(
+        self,
+        chat_id: int,
+        callback_data: str,
+        *,
+        user_id: int | None = None,
+        message_id: int | None = None,
+    ) -> int:
+        """Send a button press with any callback data, as a modified client could.
+
+        The press is on the bot's newest message in the chat (or `message_id`), whatever
+        buttons it has: for checking that the bot trusts nothing in callback data.
+        """
+        if message_id is None:
+            last = self.last(chat_id)
+            if last is None:
+                raise ButtonNotFoundError(f"no bot message in chat {chat_id} to press on")
+            message_id = last.message_id
+        message = self._messages.get(chat_id, {}).get(message_id)
+        if message is None:
+            raise ButtonNotFoundError(f"no bot message {message_id} in chat {chat_id}")
+        return self._press(message, callback_data, chat_id, user_id)
 
     def send_location(
         self,
@@ -91,6 +174,11 @@ class SimulatedUsers(ChatState):
                 f"bot message {message_id} in chat {chat_id} has no button with callback_data "
                 f"{callback_data!r}; its buttons now: {message.buttons}"
             )
+        return self._press(message, callback_data, chat_id, user_id)
+
+    def _press(
+        self, message: BotMessage, callback_data: str, chat_id: int, user_id: int | None
+    ) -> int:
         if user_id is None:
             private = self._chat(chat_id)["type"] == "private"
             user_id = chat_id if private else self._last_sender.get(chat_id, 1001)
@@ -176,6 +264,8 @@ class SimulatedUsers(ChatState):
         message_id = self._new_message_id(chat_id)
         self._user_messages.setdefault(chat_id, set()).add(message_id)
         message: JSON = {"message_id": message_id, "date": unix_now(), "chat": chat}
+        # Kept (the same dict, filled in by the caller) for copies and replies.
+        self._user_message_json.setdefault(chat_id, {})[message_id] = message
         if chat_type == "channel":
             message["sender_chat"] = chat
             return "channel_post", message
