@@ -91,6 +91,7 @@ CB_BROADCAST: Final = "bc:"
 OPERATOR_COMMANDS: Final = (
     BotCommand("broadcast", "Operators: announce something to users"),
     BotCommand("broadcasts", "Operators: recent broadcasts, pause, resume, cancel"),
+    BotCommand("stats", "Operators: users, reminders and broadcasts at a glance"),
 )
 # Choices offered on the draft's buttons; any other audience or hour works from the CLI.
 AUDIENCES: Final = (
