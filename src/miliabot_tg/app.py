@@ -12,6 +12,7 @@ from telegram.ext import Application, ApplicationBuilder, Defaults, ExtBot
 from miliabot_tg import texts
 from miliabot_tg.announcements import AnnouncementHandlers
 from miliabot_tg.broadcaster import Broadcaster, BroadcastPolicy
+from miliabot_tg.content_handlers import ContentHandlers
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
 from miliabot_tg.pacing import Pacer
@@ -89,6 +90,7 @@ def build_application(
     async def post_init(app: BotApplication) -> None:
         """Publish the command menu, then start the reminder and broadcast engines."""
         await app.bot.set_my_commands(list(texts.COMMANDS))
+        deps.live.follow(deps.engine, app.job_queue)  # published content, within seconds
         if dispatch:
             assert app.job_queue is not None
             dispatcher.start(app.job_queue)
@@ -98,6 +100,7 @@ def build_application(
 
     async def post_shutdown(_app: BotApplication) -> None:
         """Leave the shared database, so the other processes take over our share."""
+        deps.live.stop()
         if dispatch:
             await broadcaster.stop()
             if paid_bot is not None:
@@ -123,7 +126,7 @@ def build_application(
     dispatcher = Dispatcher(
         bot=app.bot,
         engine=deps.engine,
-        guide=deps.guide,
+        guide=lambda: deps.guide,
         clock=deps.clock,
         default_tz=settings.default_tz,
         policy=policy,
@@ -151,5 +154,6 @@ def build_application(
     # before the guide's catch-alls (text search, unknown commands, "I can only read text").
     ReminderHandlers(deps).register(app)
     AnnouncementHandlers(deps).register(app)
+    ContentHandlers(deps).register(app)
     Handlers(deps).register(app)
     return Built(app, dispatcher, broadcaster)
