@@ -11,6 +11,7 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, inspect, text
 
+from miliabot_tg import broadcasts as store
 from miliabot_tg import cli, publishing
 from miliabot_tg.content import ContentError, Guide, load_guide
 from miliabot_tg.db import alembic_config, make_engine, migrate
@@ -29,7 +30,8 @@ from miliabot_tg.publishing import (
     rollback,
 )
 from miliabot_tg.texts import MAX_MESSAGE, unknown_command
-from tests.harness import GUIDE, Harness, running_bot
+from tests.harness import GUIDE, USER, Harness, running_bot
+from tests.test_dispatch import _user
 
 OPERATOR = 42
 ALL_IDS = sorted(s.id for s in GUIDE.snippets)
@@ -421,12 +423,71 @@ async def test_content_shows_operators_the_live_version_and_what_changed(
         assert bot.failures() == []
 
 
-async def test_content_is_an_unknown_command_for_everyone_else(tmp_path: Path) -> None:
+async def test_content_and_whatsnew_are_unknown_commands_for_everyone_else(
+    tmp_path: Path,
+) -> None:
+    folder = copy_content(tmp_path)
     async with running_bot(tmp_path, admin_ids=frozenset({OPERATOR})) as bot:
-        (refused,) = await bot.say("/content")
-        (unknown,) = await bot.say("/nosuchcommand")
-        assert refused.plain == unknown.plain.replace("/nosuchcommand", "/content")
-        assert refused.text == unknown_command("/content")
+        await asyncio.to_thread(publish, bot.engine, folder, "alice")
+        await drive_poller(bot)
+        for command_ in ("/content", "/whatsnew"):
+            (refused,) = await bot.say(command_)
+            (unknown,) = await bot.say("/nosuchcommand")
+            assert refused.plain == unknown.plain.replace("/nosuchcommand", command_)
+            assert refused.text == unknown_command(command_)
+        with bot.engine.connect() as conn:
+            assert store.recent(conn) == []  # /whatsnew drafted nothing
+
+
+async def test_whatsnew_drafts_an_announcement_with_a_button_for_each_new_topic(
+    tmp_path: Path, database_url: str
+) -> None:
+    folder = copy_content(tmp_path)
+    async with running_bot(
+        tmp_path, database_url=database_url, admin_ids=frozenset({OPERATOR})
+    ) as bot:
+        (reply,) = await bot.say("/whatsnew", user_id=OPERATOR)
+        assert "No content version is published yet" in reply.plain
+        await asyncio.to_thread(publish, bot.engine, folder, "alice")
+        await drive_poller(bot)
+        reply, _note = await bot.say("/whatsnew", user_id=OPERATOR)  # version 1: all is new
+        assert f"and {len(ALL_IDS) - 8} more in /guide" in reply.plain
+        retitle(folder, "types-of-milia", "Milia <types> & kinds")
+        add_snippet(folder, "milia-and-makeup", "Milia and make-up")
+        await asyncio.to_thread(publish, bot.engine, folder, "alice")
+        await drive_poller(bot)
+        preview, note = await bot.say("/whatsnew", user_id=OPERATOR)
+        assert preview.plain.splitlines() == [
+            "📣 What's new in the milia guide",
+            "",
+            "✨ New: Milia and make-up",
+            "✏️ Updated: Milia <types> & kinds",
+            "",
+            "Tap a topic to read it.",
+        ]
+        assert [label for row in preview.buttons for label, _ in row] == [
+            "📖 Milia and make-up",
+            "📖 Milia <types> & kinds",
+            "🔕 No more announcements",
+        ]
+        found = re.search(r"draft broadcast #(\d+)", note.plain)
+        assert found is not None
+        broadcast_id = int(found.group(1))
+        with bot.engine.connect() as conn:
+            row = store.get(conn, broadcast_id)
+        assert row is not None
+        assert (row.status, row.body, row.created_by) == ("draft", "snippets", OPERATOR)
+        assert bot.standin.chat(USER) == []
+
+        # Started (the generic broadcast controls do that), users get exactly the preview.
+        _user(bot)
+        store.start(bot.engine, broadcast_id, bot.clock(), "UTC")
+        await bot.broadcaster.run_round()
+        (sent,) = bot.standin.chat(USER)
+        assert (sent.text, sent.reply_markup) == (preview.text, preview.reply_markup)
+        opened = await bot.press("📖 Milia and make-up")
+        assert opened.plain.startswith("Milia and make-up")
+        assert bot.failures() == []
 
 
 # --- the schema and the command line --------------------------------------------------------

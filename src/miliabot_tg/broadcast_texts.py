@@ -3,6 +3,7 @@
 Callback data: ``ann:off`` turns a user's announcements off, ``ann:on`` back on.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 from html import escape
 from typing import Final
@@ -10,7 +11,7 @@ from typing import Final
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from miliabot_tg.broadcasts import Progress
-from miliabot_tg.content import Snippet
+from miliabot_tg.content import Guide, Snippet
 from miliabot_tg.texts import CB_OPEN
 
 CB_ANNOUNCEMENTS_OFF: Final = "ann:off"
@@ -42,6 +43,15 @@ def snippet_announcement(snippet: Snippet) -> tuple[str, InlineKeyboardMarkup]:
         f"📖 Read: {snippet.title}", callback_data=CB_OPEN + snippet.id
     )
     return text, InlineKeyboardMarkup([[open_button], off_row()])
+
+
+def snippets_announcement(
+    text: str, guide: Guide, snippet_ids: Sequence[str]
+) -> tuple[str, InlineKeyboardMarkup]:
+    """Announce several guide snippets: the text, then a button opening each one."""
+    snippets = [s for s in (guide.get(i) for i in snippet_ids) if s is not None]
+    rows = [[InlineKeyboardButton(f"📖 {s.title}", callback_data=CB_OPEN + s.id)] for s in snippets]
+    return text, InlineKeyboardMarkup([*rows, off_row()])
 
 
 def _duration(seconds: float) -> str:

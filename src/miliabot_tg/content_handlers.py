@@ -1,4 +1,5 @@
-"""Operators' view of the published guide: /content shows the live version and its changes.
+"""Operators and the published guide: /content shows the live version and its changes,
+/whatsnew drafts a broadcast announcing its new and changed topics.
 
 Operator commands only: anyone else gets what an unknown command gets (see operators.py).
 """
@@ -8,10 +9,13 @@ from html import escape
 from typing import Any, Final
 
 from sqlmodel import Session
-from telegram import Update
+from telegram import InlineKeyboardMarkup, Update
 from telegram.ext import Application, CommandHandler
 
+from miliabot_tg import broadcast_texts as bt
+from miliabot_tg import broadcasts as store
 from miliabot_tg import publishing
+from miliabot_tg.content import Guide
 from miliabot_tg.handlers import Context, Deps
 from miliabot_tg.operators import operator_commands
 from miliabot_tg.publishing import Changes, Version
@@ -19,6 +23,8 @@ from miliabot_tg.texts import MAX_MESSAGE
 
 # Long lists are cut to this many titles each, so the answer stays one message.
 MAX_LISTED: Final = 20
+# A /whatsnew announcement opens at most this many topics: a short message on a phone.
+MAX_ANNOUNCED: Final = 8
 
 
 @dataclass(frozen=True)
@@ -41,13 +47,14 @@ class ContentHandlers:
         """Register /content for operators; before the catch-all for unknown commands."""
         operators = operator_commands(self.deps.settings.admin_ids)
         app.add_handler(CommandHandler("content", self.content, filters=operators))
+        app.add_handler(CommandHandler("whatsnew", self.whatsnew, filters=operators))
 
     async def content(self, update: Update, context: Context) -> None:
         """Show the live content version, who published it when, and what it changed."""
         message, user = update.effective_message, update.effective_user
         if message is None or user is None:
             return
-        serving, guide = self.deps.live.version, self.deps.live.current
+        serving, guide = self.deps.live.served()
 
         def read(session: Session) -> ContentState:
             conn = session.connection()
@@ -58,6 +65,82 @@ class ContentHandlers:
 
         state = await self.deps.read(user.id, read)
         await message.reply_text(content_text(state))
+
+    async def whatsnew(self, update: Update, context: Context) -> None:
+        """Draft a broadcast announcing the live version's new and changed topics."""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None:
+            return
+        number, guide = self.deps.live.served()
+        if number is None:
+            await message.reply_text(NOTHING_PUBLISHED)
+            return
+        version = await self.deps.read(
+            user.id, lambda s: publishing.get_version(s.connection(), number)
+        )
+        draft = whatsnew_draft(version.changes, guide) if version is not None else None
+        if draft is None:
+            await message.reply_text(
+                f"Content version {number} adds or changes no topics: nothing to announce."
+            )
+            return
+        text, snippet_ids = draft
+        now = self.deps.clock()
+
+        def create(session: Session) -> int:
+            broadcast_id = store.create_draft(
+                session.connection(),
+                created_by=user.id,
+                now=now,
+                text=text,
+                snippet_ids=snippet_ids,
+            )
+            session.commit()
+            return broadcast_id
+
+        broadcast_id = await self.deps.write(user.id, create)
+        preview, buttons = whatsnew_preview(text, guide, snippet_ids)
+        await message.reply_text(preview, reply_markup=buttons)
+        await message.reply_text(
+            f"📝 Above is draft broadcast #{broadcast_id}, announcing content version {number}, "
+            "exactly as users will see it. Nothing is sent until it is started."
+        )
+
+
+NOTHING_PUBLISHED: Final = (
+    "No content version is published yet, so there is nothing new to announce. "
+    "Publish one with <code>miliabot content publish</code>."
+)
+
+
+def whatsnew_draft(changes: Changes, guide: Guide) -> tuple[str, list[str]] | None:
+    """Announce a version's new and changed topics, those still in the guide.
+
+    Returns the text and the ids to give a button each; None when there is nothing new.
+    """
+    added = [s for s in (guide.get(i) for i in changes.added) if s is not None]
+    changed = [s for s in (guide.get(i) for i in changes.changed) if s is not None]
+    shown = [*added, *changed][:MAX_ANNOUNCED]
+    if not shown:
+        return None
+    lines = ["📣 <b>What's new in the milia guide</b>", ""]
+    for heading, snippets in (("✨ New", added), ("✏️ Updated", changed)):
+        listed = [s for s in snippets if s in shown]
+        if listed:
+            titles = ", ".join(escape(s.title, quote=False) for s in listed)
+            lines.append(f"{heading}: {titles}")
+    more = len(added) + len(changed) - len(shown)
+    if more:
+        lines.append(f"… and {more} more in /guide")
+    lines += ["", "Tap a topic to read it."]
+    return "\n".join(lines), [s.id for s in shown]
+
+
+def whatsnew_preview(
+    text: str, guide: Guide, snippet_ids: list[str]
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The announcement exactly as the broadcaster will send it to users."""
+    return bt.snippets_announcement(text, guide, snippet_ids)
 
 
 def content_text(state: ContentState) -> str:

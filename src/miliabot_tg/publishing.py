@@ -403,6 +403,10 @@ class LiveGuide:
         """The number of the version in service; None for the guide given at start."""
         return self._served[0]
 
+    def served(self) -> tuple[int | None, Guide]:
+        """The version number and guide in service, read together."""
+        return self._served
+
     def __call__(self) -> Guide:
         """The guide to answer with now (for code that takes a guide callable)."""
         return self._served[1]
