@@ -15,6 +15,7 @@ from miliabot_tg import broadcast_texts, texts
 from miliabot_tg.announcements import AnnouncementHandlers
 from miliabot_tg.broadcast_handlers import BroadcastHandlers
 from miliabot_tg.broadcaster import Broadcaster, BroadcastPolicy
+from miliabot_tg.content_handlers import ContentHandlers
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
 from miliabot_tg.pacing import Pacer
@@ -104,6 +105,7 @@ def build_application(
             except TelegramError as exc:  # e.g. an operator who never opened the chat
                 log.warning("no command menu for operator %s: %s", admin_id, exc.message)
         await app.bot.set_my_commands(list(texts.COMMANDS))
+        deps.live.follow(deps.engine, app.job_queue)  # published content, within seconds
         if dispatch:
             assert app.job_queue is not None
             dispatcher.start(app.job_queue)
@@ -113,6 +115,7 @@ def build_application(
 
     async def post_shutdown(_app: BotApplication) -> None:
         """Leave the shared database, so the other processes take over our share."""
+        deps.live.stop()
         if dispatch:
             await broadcaster.stop()
             if paid_bot is not None:
@@ -138,7 +141,7 @@ def build_application(
     dispatcher = Dispatcher(
         bot=app.bot,
         engine=deps.engine,
-        guide=deps.guide,
+        guide=lambda: deps.guide,
         clock=deps.clock,
         default_tz=settings.default_tz,
         policy=policy,
@@ -169,5 +172,6 @@ def build_application(
     StatsHandlers(deps).register(app)  # operators only; anyone else's /stats is unknown
     AnnouncementHandlers(deps).register(app)
     BroadcastHandlers(deps).register(app)
+    ContentHandlers(deps).register(app)
     Handlers(deps).register(app)
     return Built(app, dispatcher, broadcaster)

@@ -100,6 +100,7 @@ class Body:
     snippet_id: str | None
     source: tuple[int, int] | None
     started_at: datetime
+    snippet_ids: tuple[str, ...] = ()  # a "snippets" body: a button for each
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,7 @@ class Broadcaster:
                 if row.source_chat_id is not None and row.source_message_id is not None
                 else None,
                 started_at=row.started_at or row.created_at,
+                snippet_ids=tuple(row.snippet_ids.split(",")) if row.snippet_ids else (),
             )
             for row in rows
         }
@@ -443,6 +445,9 @@ def render(body: Body, guide: Guide) -> tuple[str, InlineKeyboardMarkup]:
         if snippet is None:
             raise LookupError(f"snippet {body.snippet_id} is no longer in the guide")
         return bt.snippet_announcement(snippet)
+    if body.kind == "snippets":
+        # Snippets removed from the guide since lose their button; the text stays.
+        return bt.snippets_announcement(body.text or "", guide, body.snippet_ids)
     return body.text or "", bt.with_off_button()
 
 

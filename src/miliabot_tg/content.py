@@ -132,16 +132,58 @@ def validate(folder: Path, *, today: date | None = None) -> list[Problem]:
     return _load(folder, today or datetime.now(UTC).date())[1]
 
 
+def source_files(folder: Path) -> dict[str, str]:
+    """The texts the guide is built from, by path in the folder, newlines normalised.
+
+    Exactly the files `load_guide` reads (snippets and tips, not README.md), so that
+    `guide_from_sources(source_files(folder), folder)` is the folder's guide. Read it
+    only from a folder that `validate` passed: an undecodable file raises here.
+    """
+    return {name: _normalise(data.decode("utf-8")) for name, data in _files_on_disk(folder).items()}
+
+
+def guide_from_sources(sources: Mapping[str, str], origin: Path) -> Guide:
+    """Build the guide from stored texts (see `source_files`), or raise ContentError.
+
+    `origin` only names where the texts came from in the problems reported. As with
+    `load_guide`, the age of the reviews is not checked: a published version keeps serving.
+    """
+    files = {name: text.encode("utf-8") for name, text in sources.items()}
+    guide, problems = _load_files(origin, files, None)
+    if problems:
+        raise ContentError(problems)
+    return guide
+
+
+def _normalise(text: str) -> str:
+    """LF newlines whatever the editor wrote, as Python's text mode reads them."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _files_on_disk(folder: Path) -> dict[str, bytes]:
+    paths = [p for p in folder.glob("*.md") if p.name.upper() != "README.MD"]
+    paths += (folder / "tips").glob("*.md")
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in paths if p.is_file()}
+
+
 def _load(folder: Path, today: date | None) -> tuple[Guide, list[Problem]]:
-    problems: list[Problem] = []
     if not folder.is_dir():
         return Guide((), {}), [Problem(folder, "is not a folder")]
-    paths = sorted(p for p in folder.glob("*.md") if p.name.upper() != "README.MD")
+    return _load_files(folder, _files_on_disk(folder), today)
+
+
+def _load_files(
+    folder: Path, files: Mapping[str, bytes], today: date | None
+) -> tuple[Guide, list[Problem]]:
+    """Build the guide from the folder's files (name relative to `folder`: contents)."""
+    problems: list[Problem] = []
+    names = sorted(name for name in files if "/" not in name)
     # Every id a file claims, even in a file with other problems, so that one broken
     # file is reported once and not again as a dangling link from its neighbours.
     claimed: dict[str, Path] = {}
-    for path in paths:
-        claimed_id = _claimed_id(path)
+    for name in names:
+        path = folder / name
+        claimed_id = _claimed_id(files[name])
         if claimed_id in claimed:
             problems.append(
                 Problem(path, f"id {claimed_id!r} is also used by {claimed[claimed_id].name}")
@@ -149,8 +191,9 @@ def _load(folder: Path, today: date | None) -> tuple[Guide, list[Problem]]:
         elif claimed_id is not None:
             claimed[claimed_id] = path
     snippets: list[Snippet] = []
-    for path in paths:
-        snippet = _load_snippet(path, problems, today)
+    for name in names:
+        path = folder / name
+        snippet = _load_snippet(path, files[name], problems, today)
         if snippet is None:
             continue
         snippets.append(snippet)
@@ -159,11 +202,12 @@ def _load(folder: Path, today: date | None) -> tuple[Guide, list[Problem]]:
                 problems.append(Problem(path, f"related id {target!r} does not exist"))
             elif target == snippet.id:
                 problems.append(Problem(path, "lists itself as related"))
-    if not paths:
+    if not names:
         problems.append(Problem(folder, "has no snippets"))
     tips: dict[str, tuple[str, ...]] = {}
-    for path in sorted((folder / "tips").glob("*.md")):
-        loaded = _load_tips(path, problems, today)
+    for name in sorted(n for n in files if n.startswith("tips/") and n.count("/") == 1):
+        path = folder / name
+        loaded = _load_tips(path, files[name], problems, today)
         if loaded is not None:
             kind, items = loaded
             if kind in tips:
@@ -176,15 +220,15 @@ def _load(folder: Path, today: date | None) -> tuple[Guide, list[Problem]]:
     return Guide(tuple(snippets), tips), problems
 
 
-def _claimed_id(path: Path) -> str | None:
-    post = _read(path, [])
+def _claimed_id(data: bytes) -> str | None:
+    post = _read(Path(), data, [])
     claimed = post.metadata.get("id") if post is not None else None
     return claimed if isinstance(claimed, str) else None
 
 
-def _read(path: Path, problems: list[Problem]) -> frontmatter.Post | None:
+def _read(path: Path, data: bytes, problems: list[Problem]) -> frontmatter.Post | None:
     try:
-        return frontmatter.load(str(path))
+        return frontmatter.loads(_normalise(data.decode("utf-8")))
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         problems.append(Problem(path, f"front matter cannot be read: {exc}".splitlines()[0]))
         return None
@@ -272,8 +316,10 @@ def _review_age(path: Path, reviewed: date | None, today: date | None) -> list[P
     return []
 
 
-def _load_snippet(path: Path, problems: list[Problem], today: date | None) -> Snippet | None:
-    post = _read(path, problems)
+def _load_snippet(
+    path: Path, data: bytes, problems: list[Problem], today: date | None
+) -> Snippet | None:
+    post = _read(path, data, problems)
     if post is None:
         return None
     meta: dict[str, Any] = dict(post.metadata)
@@ -336,9 +382,9 @@ def _telegram_refusals(html: str) -> list[str]:
 
 
 def _load_tips(
-    path: Path, problems: list[Problem], today: date | None
+    path: Path, data: bytes, problems: list[Problem], today: date | None
 ) -> tuple[str, tuple[str, ...]] | None:
-    post = _read(path, problems)
+    post = _read(path, data, problems)
     if post is None:
         return None
     meta: dict[str, Any] = dict(post.metadata)

@@ -202,7 +202,7 @@ class Dispatcher:
         *,
         bot: ExtBot[Any],
         engine: Engine,
-        guide: Guide,
+        guide: Guide | Callable[[], Guide],
         clock: Callable[[], datetime],
         default_tz: str,
         policy: DispatchPolicy | None = None,
@@ -212,7 +212,8 @@ class Dispatcher:
         keep_going: Callable[[], bool] = lambda: True,
     ) -> None:
         self.engine = engine
-        self.guide = guide
+        # A callable follows the guide in service (publishing.LiveGuide), tips included.
+        self._guide = guide if callable(guide) else lambda: guide
         self.clock = clock
         self.default_tz = default_tz
         self.policy = policy or DispatchPolicy()
@@ -250,6 +251,11 @@ class Dispatcher:
             beat=self.beat,
             what="reminder",
         )
+
+    @property
+    def guide(self) -> Guide:
+        """The guide in service now."""
+        return self._guide()
 
     # --- waking up -------------------------------------------------------------------------
 
