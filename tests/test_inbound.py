@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import event
 from telegram import Chat, Message, Update, User
-from telegram.ext import SimpleUpdateProcessor
+from telegram.ext import ApplicationHandlerStop, SimpleUpdateProcessor
 
 from miliabot_tg import repo
 from miliabot_tg.db import new_session
@@ -248,3 +248,23 @@ async def test_pressed_buttons_over_the_limit_are_still_answered(tmp_path: Path)
         assert answers[1:] == [SLOW_DOWN_BUTTON, None, None]
         assert _notes(bot) == 0, "no chat message for a button"
         assert bot.failures() == []
+
+
+async def test_the_guard_works_and_forgets_without_the_lane_processor() -> None:
+    inbound = Inbound(limit=1, window=10.0, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    stopped = 0
+
+    class Bot:
+        async def send_message(self, chat_id: int, text: str) -> None:
+            assert text == SLOW_DOWN
+
+    class Context:
+        bot = Bot()
+
+    for n in range(3):
+        try:
+            await inbound.guard(_update(n, USER), Context())  # type: ignore[arg-type]
+        except ApplicationHandlerStop:
+            stopped += 1
+    assert stopped == 2
+    assert inbound._verdicts == {}

@@ -130,16 +130,14 @@ class Inbound:
         self._verdicts: dict[int, Verdict] = {}
 
     def admit(self, update: object) -> Verdict:
-        """Judge an update as it arrives (once; the guard then reads the verdict)."""
+        """Judge an update as it arrives; the guard carries the verdict out later."""
         if not isinstance(update, Update):
             return Verdict.ALLOW
-        verdict = self._verdicts.get(update.update_id)
-        if verdict is None:
-            verdict = self._verdicts[update.update_id] = self._judge(update)
+        verdict = self._verdicts[update.update_id] = self._judge(update)
         return verdict
 
     def done(self, update: object) -> None:
-        """Forget the verdict of an update that was processed."""
+        """Forget the verdict of an update that never reached the guard."""
         if isinstance(update, Update):
             self._verdicts.pop(update.update_id, None)
 
@@ -164,7 +162,8 @@ class Inbound:
 
     async def guard(self, update: Update, context: CallbackContext[Any, Any, Any, Any]) -> None:
         """Let an update through, or stop it here after at most one cheap answer."""
-        verdict = self.admit(update)
+        # Judged on arrival by the LaneProcessor; an Application without it is judged now.
+        verdict = self._verdicts.pop(update.update_id, None) or self._judge(update)
         if verdict is Verdict.ALLOW:
             return
         try:
