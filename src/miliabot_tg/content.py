@@ -105,6 +105,7 @@ def load_guide(folder: Path) -> Guide:
     guide, problems = _load(folder)
     if problems:
         raise ContentError(problems)
+    guide.search("")  # builds the search index now, not during the first user's search
     return guide
 
 
