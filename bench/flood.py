@@ -114,12 +114,21 @@ async def _send(standin: StandIn, flood: int, others: int) -> dict[int, float]:
 async def _answers(standin: StandIn, users: set[int]) -> dict[int, float]:
     """When the first answer to each of `users` reached the stand-in."""
 
+    found: dict[int, float] = {}
+    seen = 0  # calls already looked at: a sendMessage once answered, anything else at once
+
     def arrived() -> dict[int, float] | None:
-        found: dict[int, float] = {}
-        for call in standin.calls:
-            chat = call.params.get("chat_id")
-            if call.method == "sendMessage" and call.ok and chat in users and chat not in found:
-                found[int(chat)] = call.at
+        nonlocal seen
+        calls = standin.calls
+        while seen < len(calls):
+            call = calls[seen]
+            if call.method == "sendMessage":
+                if call.status is None:
+                    break  # not answered yet: look again on the next activity
+                chat = call.params.get("chat_id")
+                if call.ok and chat in users and chat not in found:
+                    found[int(chat)] = call.at
+            seen += 1
         return found if len(found) == len(users) else None
 
     return await standin.wait_for(arrived, timeout=REPLY_TIMEOUT_S)
