@@ -1,6 +1,7 @@
 """One user's flood of messages neither reaches the database nor slows anyone else's answer."""
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -268,3 +269,21 @@ async def test_the_guard_works_and_forgets_without_the_lane_processor() -> None:
             stopped += 1
     assert stopped == 2
     assert inbound._verdicts == {}
+
+
+async def test_no_note_is_sent_into_a_group() -> None:
+    inbound = Inbound(limit=1, window=10.0, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+
+    class Bot:
+        async def send_message(self, chat_id: int, text: str) -> None:
+            raise AssertionError("a note went to the group")
+
+    class Context:
+        bot = Bot()
+
+    group = Chat(id=-100, type=Chat.GROUP)
+    user = User(id=USER, first_name="Ann", is_bot=False)
+    for n in range(3):
+        message = Message(n, datetime.now(UTC), group, from_user=user, text="/guide")
+        with contextlib.suppress(ApplicationHandlerStop):
+            await inbound.guard(Update(n, message=message), Context())  # type: ignore[arg-type]
