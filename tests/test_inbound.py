@@ -14,6 +14,7 @@ from telegram.ext import ApplicationHandlerStop, SimpleUpdateProcessor
 from miliabot_tg import repo
 from miliabot_tg.db import new_session
 from miliabot_tg.inbound import (
+    GUARD_GROUP,
     SLOW_DOWN,
     SLOW_DOWN_BUTTON,
     Inbound,
@@ -287,3 +288,12 @@ async def test_no_note_is_sent_into_a_group() -> None:
         message = Message(n, datetime.now(UTC), group, from_user=user, text="/guide")
         with contextlib.suppress(ApplicationHandlerStop):
             await inbound.guard(Update(n, message=message), Context())  # type: ignore[arg-type]
+
+
+async def test_the_guard_has_a_handler_group_before_all_others_to_itself(
+    tmp_path: Path,
+) -> None:
+    # Only the first matching handler of a group runs: sharing one would hide the other.
+    async with running_bot(tmp_path) as bot:
+        assert min(bot.app.handlers) == GUARD_GROUP
+        assert len(bot.app.handlers[GUARD_GROUP]) == 1

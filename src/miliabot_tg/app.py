@@ -154,7 +154,7 @@ def build_application(
     deps = replace(deps, wake=dispatcher.wake, wake_broadcasts=broadcaster.wake)
     # Order matters: the reminder handlers take locations and typed answers they asked for
     # before the guide's catch-alls (text search, unknown commands, "I can only read text").
-    inbound.register(app)  # before everything, even recording the visit (group -2)
+    inbound.register(app)  # a handler group before everything, even recording the visit
     ReminderHandlers(deps).register(app)
     AnnouncementHandlers(deps).register(app)
     Handlers(deps).register(app)

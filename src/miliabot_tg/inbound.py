@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 # Updates processed at once, across all chats: python-telegram-bot's own default.
 SLOTS: Final = 256
-# The throttle runs before every other handler group (record_user is group -1).
-GUARD_GROUP: Final = -2
+# The throttle runs before every other handler group (record_user is -1, the reminders' own
+# command handling -2). Only one handler runs per group, so the guard needs one to itself.
+GUARD_GROUP: Final = -1_000_000
 # PTB's own semaphore must never be what an update waits on: it is taken before our lanes, so
 # a flooder's queued updates would fill it. PTB makes a task per update whatever this is.
 _UNBOUNDED: Final = 2**31 - 1
