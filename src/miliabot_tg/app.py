@@ -18,6 +18,7 @@ from miliabot_tg.broadcaster import Broadcaster, BroadcastPolicy
 from miliabot_tg.content_handlers import ContentHandlers
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
+from miliabot_tg.inbound import Inbound, LaneProcessor
 from miliabot_tg.pacing import Pacer
 from miliabot_tg.reminders.handlers import ReminderHandlers
 from miliabot_tg.settings_handlers import SettingsHandlers
@@ -123,6 +124,9 @@ def build_application(
             await asyncio.to_thread(broadcaster.release_claims)
             await asyncio.to_thread(dispatcher.leave)
 
+    inbound = Inbound(
+        limit=settings.flood_limit, window=settings.flood_window_seconds, clock=deps.clock
+    )
     app = (
         ApplicationBuilder()
         .token(token)
@@ -131,8 +135,9 @@ def build_application(
         .defaults(defaults)
         # Every outgoing message, replies, reminders and broadcasts alike, passes here.
         .rate_limiter(pacer)
-        # Users are independent of each other; one slow reply must not hold up the rest.
-        .concurrent_updates(True)
+        # Users are independent of each other; one slow reply must not hold up the rest: each
+        # chat's updates queue in a lane of their own, and one user's flood is cut short.
+        .concurrent_updates(LaneProcessor(inbound))
         .get_updates_read_timeout(POLL_TIMEOUT + 10)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
@@ -167,6 +172,7 @@ def build_application(
     deps = replace(deps, wake=dispatcher.wake, wake_broadcasts=broadcaster.wake)
     # Order matters: the reminder handlers take locations and typed answers they asked for
     # before the guide's catch-alls (text search, unknown commands, "I can only read text").
+    inbound.register(app)  # a handler group before everything, even recording the visit
     ReminderHandlers(deps).register(app)
     SettingsHandlers(deps).register(app)
     StatsHandlers(deps).register(app)  # operators only; anyone else's /stats is unknown

@@ -53,7 +53,10 @@ async def chat_in_console(
     ensure_schema(engine, auto_migrate=True)
     # The console is one person typing: no rate limits to trip over.
     async with StandIn(global_rate=None, chat_rate=None) as standin:
-        console_settings = settings.model_copy(update={"api_url": standin.api_root})
+        # Nor a flood to cut short: a pasted script of lines is one person, not an attack.
+        console_settings = settings.model_copy(
+            update={"api_url": standin.api_root, "flood_limit": 1_000_000}
+        )
         deps = Deps(settings=console_settings, engine=engine, guide=guide, clock=utcnow)
         app = build_application(deps, DEFAULT_TOKEN).app
         async with app:

@@ -103,7 +103,7 @@ class Guide:
 
     def search(self, query: str, *, limit: int = 5) -> list[Snippet]:
         """Return the snippets that best match the words of `query`, best first."""
-        return _search(self._index, query, limit)
+        return _search(self._index, query_terms(query), limit)
 
     @cached_property
     def _index(self) -> "_SearchIndex":
@@ -119,6 +119,7 @@ def load_guide(folder: Path) -> Guide:
     guide, problems = _load(folder, None)
     if problems:
         raise ContentError(problems)
+    guide.search("")  # builds the search index now, not during the first user's search
     return guide
 
 
@@ -429,6 +430,29 @@ _STOPWORDS = frozenset(
     ).split()
 )
 
+# Whatever a user sends, a search reads at most this much of it: a question is a phrase, not an
+# essay, and any text must be answered in well under 20 ms of CPU on the event loop. The caps
+# apply where the query comes in (`query_terms`), so they hold whatever ranks the terms.
+MAX_QUERY_CHARS = 500
+MAX_TERMS = 12  # distinct terms; a repeated word is one term counted more than once
+MAX_TERM_CHARS = 30  # longer than any word in the guide: such a "word" can match nothing
+MIN_PREFIX = 3  # a typed prefix of three letters or more ("exfol") matches whole words
+
+
+def query_terms(query: str) -> Counter[str]:
+    """The distinct search terms of `query` and how often each was typed, within the caps.
+
+    Policy: only the first MAX_QUERY_CHARS characters are read; stopwords and words longer than
+    MAX_TERM_CHARS are dropped; of the rest, the first MAX_TERMS distinct terms are kept.
+    """
+    terms: Counter[str] = Counter()
+    for word in _words(query[:MAX_QUERY_CHARS]):
+        if len(word) > MAX_TERM_CHARS:
+            continue
+        if word in terms or len(terms) < MAX_TERMS:
+            terms[word] += 1
+    return terms
+
 
 def _words(text: str) -> list[str]:
     folded = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
@@ -445,64 +469,69 @@ def _stem(word: str) -> str:
     return word
 
 
+# How often a word appears in one snippet's title, keywords and body.
+_Counts = tuple[int, int, int]
+
+
 @dataclass(frozen=True)
 class _SearchIndex:
     by_id: dict[str, Snippet]
-    fields: dict[str, tuple[Counter[str], Counter[str], Counter[str]]]
     idf: dict[str, float]
+    # word -> {snippet id: counts}, only the snippets that contain the word
+    postings: dict[str, dict[str, _Counts]]
+    # prefix -> (the best idf of the words it starts, those words); built once at load so a
+    # search never rescans the vocabulary
+    prefixes: dict[str, tuple[float, tuple[str, ...]]]
 
 
 def _build_index(snippets: tuple[Snippet, ...]) -> _SearchIndex:
-    fields = {
-        s.id: (
-            Counter(_words(s.title)),
-            Counter(_words(" ".join(s.keywords) + " " + s.topic)),
-            Counter(_words(s.plain)),
-        )
-        for s in snippets
-    }
-    document_frequency: Counter[str] = Counter()
-    for title, keywords, body in fields.values():
-        document_frequency.update(set(title) | set(keywords) | set(body))
+    postings: dict[str, dict[str, _Counts]] = {}
+    for s in snippets:
+        title = Counter(_words(s.title))
+        keywords = Counter(_words(" ".join(s.keywords) + " " + s.topic))
+        body = Counter(_words(s.plain))
+        for word in title.keys() | keywords.keys() | body.keys():
+            postings.setdefault(word, {})[s.id] = (title[word], keywords[word], body[word])
     total = max(len(snippets), 1)
-    idf = {w: math.log(1 + total / df) for w, df in document_frequency.items()}
-    return _SearchIndex({s.id: s for s in snippets}, fields, idf)
+    idf = {w: math.log(1 + total / len(found)) for w, found in postings.items()}
+    starts: dict[str, list[str]] = {}
+    for word in sorted(idf):
+        for end in range(MIN_PREFIX, len(word) + 1):
+            starts.setdefault(word[:end], []).append(word)
+    prefixes = {p: (max(idf[w] for w in words), tuple(words)) for p, words in starts.items()}
+    return _SearchIndex({s.id: s for s in snippets}, idf, postings, prefixes)
 
 
-def _search(index: _SearchIndex, query: str, limit: int) -> list[Snippet]:
-    terms = _words(query)
-    if not terms:
-        return []
+def _search(index: _SearchIndex, terms: Counter[str], limit: int) -> list[Snippet]:
     scores: dict[str, float] = {}
-    for snippet_id, (title, keywords, body) in index.fields.items():
-        score = 0.0
-        for term in terms:
-            idf = index.idf.get(term)
-            if idf is None:
-                idf = _prefix_idf(index, term)
-                if idf is None:
-                    continue
-                hits = _prefix_hits(term, title, keywords, body)
-            else:
-                hits = 3.0 * title[term] + 2.0 * keywords[term] + min(body[term], 3)
-            score += idf * hits
-        if score > 0:
-            scores[snippet_id] = score
-    ranked = sorted(scores, key=lambda sid: (-scores[sid], index.by_id[sid].order))
+    for term, typed in terms.items():
+        for snippet_id, score in _term_scores(index, term).items():
+            scores[snippet_id] = scores.get(snippet_id, 0.0) + typed * score
+    # Ties go to the guide's own order, the order the snippets were loaded in.
+    ranked = sorted(scores, key=lambda sid: (-scores[sid], index.by_id[sid].order, sid))
     return [index.by_id[sid] for sid in ranked[:limit]]
 
 
-def _prefix_idf(index: _SearchIndex, term: str) -> float | None:
-    """Let a typed prefix of three letters or more ("exfol") match whole words."""
-    if len(term) < 3:
-        return None
-    matches = [idf for word, idf in index.idf.items() if word.startswith(term)]
-    return max(matches) if matches else None
+def _term_scores(index: _SearchIndex, term: str) -> dict[str, float]:
+    """Score one term in each snippet that has it: title hits weigh 3, keywords 2, body 1.
 
-
-def _prefix_hits(term: str, *fields: Counter[str]) -> float:
-    weights = (3.0, 2.0, 1.0)
-    return sum(
-        weight * min(sum(n for w, n in field.items() if w.startswith(term)), 3)
-        for weight, field in zip(weights, fields, strict=True)
-    )
+    A whole word counts every title and keyword hit and at most 3 body hits; a prefix of
+    whole words counts at most 3 hits in each field, scored at its rarest word's idf.
+    """
+    idf = index.idf.get(term)
+    if idf is not None:
+        return {
+            sid: idf * (3.0 * title + 2.0 * keywords + min(body, 3))
+            for sid, (title, keywords, body) in index.postings[term].items()
+        }
+    idf, words = index.prefixes.get(term, (0.0, ())) if len(term) >= MIN_PREFIX else (0.0, ())
+    sums: dict[str, list[int]] = {}
+    for word in words:
+        for sid, counts in index.postings[word].items():
+            found = sums.setdefault(sid, [0, 0, 0])
+            for field_index, n in enumerate(counts):
+                found[field_index] += n
+    return {
+        sid: idf * (3.0 * min(title, 3) + 2.0 * min(keywords, 3) + min(body, 3))
+        for sid, (title, keywords, body) in sums.items()
+    }
