@@ -1,12 +1,14 @@
 """The composition root: build the one Application with everything wired in."""
 
 import asyncio
+import logging
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from telegram import LinkPreviewOptions
 from telegram.constants import ParseMode
+from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, Defaults, ExtBot
 
 from miliabot_tg import texts
@@ -18,6 +20,7 @@ from miliabot_tg.pacing import Pacer
 from miliabot_tg.reminders.handlers import ReminderHandlers
 
 BotApplication = Application[Any, Any, Any, Any, Any, Any]
+log = logging.getLogger(__name__)
 
 # Long-poll length: Telegram holds getUpdates open this long when there is nothing new.
 POLL_TIMEOUT = 30
@@ -88,7 +91,11 @@ def build_application(
 
     async def post_init(app: BotApplication) -> None:
         """Publish the command menu, then start the reminder and broadcast engines."""
-        await app.bot.set_my_commands(list(texts.COMMANDS))
+        try:
+            await app.bot.set_my_commands(list(texts.COMMANDS))
+        except TelegramError as exc:
+            # The menu is a convenience; the bot works without it and the next start retries.
+            log.warning("could not publish the command menu (%s); starting anyway", exc)
         if dispatch:
             assert app.job_queue is not None
             dispatcher.start(app.job_queue)
@@ -96,14 +103,26 @@ def build_application(
                 await paid_bot.initialize()
             broadcaster.start()
 
-    async def post_shutdown(_app: BotApplication) -> None:
-        """Leave the shared database, so the other processes take over our share."""
+    async def post_stop(_app: BotApplication) -> None:
+        """Stop broadcasting while the HTTP client is still open for the sends on the wire."""
         if dispatch:
             await broadcaster.stop()
+
+    async def post_shutdown(_app: BotApplication) -> None:
+        """Record what was sent, give the rest back at once, and leave the shared database."""
+        if dispatch:
+            await broadcaster.stop()  # done already if post_stop ran
             if paid_bot is not None:
                 await paid_bot.shutdown()
-            await asyncio.to_thread(broadcaster.release_claims)
-            await asyncio.to_thread(dispatcher.leave)
+            # Outcomes first: a claim given back with its message sent but unrecorded would
+            # be sent again. If they cannot be recorded, the claims wait out their lease.
+            try:
+                for engine in (dispatcher, broadcaster):
+                    if await engine.record_outcomes():
+                        await asyncio.to_thread(engine.release_claims)
+                await asyncio.to_thread(dispatcher.leave)
+            except Exception as exc:  # the database is gone: the leases run out instead
+                log.warning("could not give back claims (%s); they expire with the lease", exc)
 
     app = (
         ApplicationBuilder()
@@ -117,6 +136,7 @@ def build_application(
         .concurrent_updates(True)
         .get_updates_read_timeout(POLL_TIMEOUT + 10)
         .post_init(post_init)
+        .post_stop(post_stop)
         .post_shutdown(post_shutdown)
         .build()
     )

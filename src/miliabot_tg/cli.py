@@ -1,6 +1,7 @@
 """The `miliabot` command: run, migrate, console, content validate."""
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -8,7 +9,6 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from telegram import Update
 from telegram.error import InvalidToken
 
 from miliabot_tg.config import ConfigError, Settings, load_settings
@@ -21,6 +21,7 @@ log = logging.getLogger("miliabot")
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: a service we need is not there
+EXIT_CONFIG = 78  # sysexits' EX_CONFIG: Telegram rejected the token; retrying cannot help
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "miliabot: Telegram rejected MILIABOT_TOKEN; copy it again from @BotFather.",
             file=sys.stderr,
         )
-        code = EXIT_USAGE
+        code = EXIT_CONFIG
     except OperationalError as exc:
         # The driver's first line says what failed (refused, bad password, no database).
         reason = str(exc.orig or exc).strip().splitlines()[0]
@@ -98,6 +99,7 @@ def _secrets(settings: Settings, token: str | None) -> list[str]:
 
 
 def _run(_args: argparse.Namespace) -> int:
+    from miliabot_tg import lifecycle
     from miliabot_tg.app import build_application
     from miliabot_tg.handlers import Deps
 
@@ -110,9 +112,10 @@ def _run(_args: argparse.Namespace) -> int:
     # database is migrated on purpose by an operator, never by whichever bot starts first.
     ensure_schema(engine, auto_migrate=engine.dialect.name == "sqlite")
     deps = Deps(settings=settings, engine=engine, guide=guide, clock=utcnow)
-    app = build_application(deps, token).app
+    built = build_application(deps, token)
     log.info("starting: %d guide topics, database %s", len(guide.snippets), engine.dialect.name)
-    app.run_polling(allowed_updates=Update.ALL_TYPES)
+    # Waits for Telegram, runs until SIGTERM/SIGINT, stops within lifecycle.STOP_WITHIN.
+    asyncio.run(lifecycle.run(built))
     return 0
 
 
