@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from miliabot_tg import repo
@@ -21,6 +22,7 @@ from miliabot_tg.dispatch import OCCURRENCES
 from miliabot_tg.models import OccurrenceStatus, utcnow
 from miliabot_tg.schedule import parse_remind
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
+from tests.stalling_proxy import stalling_proxy
 from tests.test_processes import _env, _start_bot
 
 NOT_ANSWERING = "Telegram is not answering"
@@ -210,3 +212,32 @@ async def test_sigterm_mid_dispatch_stops_within_10_s_and_gives_back_every_claim
     assert 30 <= len(sent) < len(USERS), "the signal landed in the middle of the dispatch"
     duplicates = [u for u in USERS if len(standin.chat(u)) > 1]
     assert duplicates == []
+
+
+@pytest.mark.postgres
+async def test_a_stop_stuck_on_the_database_still_exits_within_10_s(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Past the hard bound the process leaves anyway; its claims then run out by lease."""
+    _seed_due_reminders(postgres_url)
+    with stalling_proxy(postgres_url) as proxy:
+        async with StandIn(global_rate=None, chat_rate=None) as standin:
+            standin.delay("sendMessage", 0.1)
+            env = _env(
+                MILIABOT_TOKEN=DEFAULT_TOKEN,
+                MILIABOT_API_URL=standin.api_root,
+                MILIABOT_DATABASE_URL=proxy.url(postgres_url),
+                MILIABOT_GLOBAL_RATE="20",
+            )
+            output = Output(await _start_bot(env, tmp_path))
+            await standin.wait_for(lambda: any(standin.chat(u) for u in USERS), timeout=60)
+            # The database stops answering: outcomes cannot be recorded, nor claims released.
+            proxy.stall(at_most=30)
+            signalled = time.monotonic()
+            output.process.send_signal(signal.SIGTERM)
+            code = await output.finish()
+            took = time.monotonic() - signalled
+    assert code == 0, output.text
+    assert took < 10, f"stopping took {took:.1f} s, past Docker's grace period"
+    assert _count(output.lines, "exiting anyway") == 1, output.text
+    assert "Traceback" not in output.text

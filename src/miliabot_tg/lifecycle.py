@@ -103,16 +103,18 @@ async def run(
         log.info("running; SIGTERM or Ctrl-C stops")
         await stop.wait()
     finally:
-        # Whatever happened above, stop in order within the bound; past it, leave anyway.
-        try:
-            await asyncio.wait_for(_stop(built, started), stop_within)
-        except TimeoutError:
+        # Whatever happened above, stop in order within the bound; past it, leave anyway,
+        # without cancelling anything (a cancelled send could be sent and never recorded).
+        stopping = asyncio.create_task(_stop(built, started))
+        done, _ = await asyncio.wait({stopping}, timeout=stop_within)
+        if not done:
             log.error(
                 "stopping took longer than %.0f s; exiting anyway (claims still held "
                 "expire with their lease and are sent by whoever is running then)",
                 stop_within,
             )
             _exit_now(0)
+        stopping.result()
 
 
 async def _stop(built: Built, started: bool) -> None:
