@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from miliabot_tg import broadcasts as store
 from miliabot_tg import repo
+from miliabot_tg.broadcasts import DELIVERIES
 from miliabot_tg.cli import EXIT_CONFIG
 from miliabot_tg.db import make_engine, migrate, new_session
 from miliabot_tg.dispatch import OCCURRENCES
-from miliabot_tg.models import OccurrenceStatus, utcnow
+from miliabot_tg.models import DeliveryStatus, OccurrenceStatus, utcnow
 from miliabot_tg.schedule import parse_remind
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
 from tests.stalling_proxy import stalling_proxy
@@ -241,3 +243,63 @@ async def test_a_stop_stuck_on_the_database_still_exits_within_10_s(
     assert took < 10, f"stopping took {took:.1f} s, past Docker's grace period"
     assert _count(output.lines, "exiting anyway") == 1, output.text
     assert "Traceback" not in output.text
+
+
+async def test_sigterm_mid_broadcast_records_what_went_out_and_gives_back_the_rest(
+    tmp_path: Path, database_url: str
+) -> None:
+    broadcast_id = _seed_broadcast(database_url)
+    async with StandIn(global_rate=None, chat_rate=None) as standin:
+        standin.delay("sendMessage", 0.1)
+        env = _env(
+            MILIABOT_TOKEN=DEFAULT_TOKEN,
+            MILIABOT_API_URL=standin.api_root,
+            MILIABOT_DATABASE_URL=database_url,
+            MILIABOT_GLOBAL_RATE="20",
+        )
+
+        def delivered() -> set[int]:
+            return {u for u in USERS if standin.chat(u)}
+
+        output = Output(await _start_bot(env, tmp_path))
+        await standin.wait_for(lambda: len(delivered()) >= 30, timeout=60)
+        signalled = time.monotonic()
+        output.process.send_signal(signal.SIGTERM)
+        code = await output.finish()
+        took = time.monotonic() - signalled
+        await standin.settle(quiet=0.3)
+        received = delivered()
+
+    assert code == 0, output.text
+    assert took < 10, f"stopping took {took:.1f} s, past Docker's grace period"
+    assert "Traceback" not in output.text
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(DELIVERIES.c.user_id, DELIVERIES.c.status, DELIVERIES.c.claimed_by).where(
+                DELIVERIES.c.broadcast_id == broadcast_id
+            )
+        ).all()
+    engine.dispose()
+    assert len(rows) == len(USERS)
+    assert [r for r in rows if r.claimed_by is not None] == [], "nothing is left claimed"
+    assert {r.status for r in rows} <= {DeliveryStatus.SENT.value, DeliveryStatus.PENDING.value}
+    sent = {r.user_id for r in rows if r.status == DeliveryStatus.SENT.value}
+    assert sent == received, "every message Telegram took is recorded sent, and no other"
+    assert 30 <= len(sent) < len(USERS), "the signal landed in the middle of the broadcast"
+
+
+def _seed_broadcast(url: str) -> int:
+    engine = make_engine(url)
+    migrate(engine)
+    now = utcnow()
+    with new_session(engine) as session:
+        for user_id in USERS:
+            repo.touch_user(
+                session=session, user_id=user_id, first_name="U", language_code="en", now=now
+            )
+    with engine.begin() as conn:
+        broadcast_id = store.create_draft(conn, created_by=0, now=now, text="News")
+    store.start(engine, broadcast_id, now, "UTC")
+    engine.dispose()
+    return broadcast_id
