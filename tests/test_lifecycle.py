@@ -5,6 +5,8 @@ loopback, as tests/test_processes.py does.
 """
 
 import asyncio
+import logging
+import random
 import signal
 import socket
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from telegram.error import InvalidToken, NetworkError, RetryAfter, TimedOut
 
 from miliabot_tg import broadcasts as store
 from miliabot_tg import repo
@@ -21,6 +24,7 @@ from miliabot_tg.broadcasts import DELIVERIES
 from miliabot_tg.cli import EXIT_CONFIG
 from miliabot_tg.db import make_engine, migrate, new_session
 from miliabot_tg.dispatch import OCCURRENCES
+from miliabot_tg.lifecycle import Backoff, _until_telegram_answers
 from miliabot_tg.models import DeliveryStatus, OccurrenceStatus, utcnow
 from miliabot_tg.schedule import parse_remind
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
@@ -303,3 +307,53 @@ def _seed_broadcast(url: str) -> int:
     store.start(engine, broadcast_id, now, "UTC")
     engine.dispose()
     return broadcast_id
+
+
+# --- the waiting, in process -----------------------------------------------------------------
+
+
+def test_backoff_doubles_from_1_s_to_60_s_with_jitter() -> None:
+    backoff = Backoff()
+    rng = random.Random(7)
+    for attempt, step in [(1, 1), (2, 2), (3, 4), (6, 32), (7, 60), (50, 60)]:
+        waits = [backoff.delay(attempt, rng) for _ in range(200)]
+        assert step / 2 <= min(waits) and max(waits) <= step
+        assert max(waits) - min(waits) > step / 4, "jittered, not fixed"
+
+
+async def test_waiting_for_telegram_logs_one_line_per_attempt_and_stops_on_a_rejected_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failures: list[Exception] = [
+        NetworkError("httpx.ConnectError: All connection attempts failed"),
+        TimedOut(),
+        NetworkError("Bad Gateway"),
+        RetryAfter(0),
+    ]
+
+    async def attempt() -> None:
+        if failures:
+            raise failures.pop(0)
+
+    fast = Backoff(first=0.001, cap=0.004)
+    with caplog.at_level(logging.INFO, logger="miliabot"):
+        assert await _until_telegram_answers(attempt, asyncio.Event(), fast) is True
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([line for line in lines if NOT_ANSWERING in line]) == 4
+    assert "attempt 3: NetworkError: Bad Gateway" in lines[2]
+    assert lines[-1] == "Telegram answered after 4 failed attempt(s)"
+    assert all(r.exc_info is None for r in caplog.records), "no tracebacks"
+
+    async def rejected() -> None:
+        raise InvalidToken("Unauthorized")
+
+    with pytest.raises(InvalidToken):
+        await _until_telegram_answers(rejected, asyncio.Event(), fast)
+
+    stop = asyncio.Event()
+
+    async def unreachable() -> None:
+        stop.set()  # a signal arrives while Telegram is away
+        raise NetworkError("httpx.ConnectError")
+
+    assert await _until_telegram_answers(unreachable, stop, Backoff(first=60)) is False

@@ -24,12 +24,13 @@ initialize, start polling, start, wait, then stop and shut down in reverse):
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import signal
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -39,7 +40,7 @@ from telegram.error import InvalidToken, RetryAfter, TelegramError
 from telegram.ext import ExtBot
 from telegram.warnings import PTBDeprecationWarning
 
-from miliabot_tg.app import POLL_TIMEOUT, Built
+from miliabot_tg.app import POLL_TIMEOUT, BotApplication, Built
 
 log = logging.getLogger("miliabot")
 
@@ -86,26 +87,15 @@ async def run(
         log.info("stopped before Telegram answered")
         await app.shutdown()
         return
-    started = False
     try:
-        if app.post_init is not None:
-            await app.post_init(app)
-        assert app.updater is not None
-        await app.updater.start_polling(
-            timeout=timedelta(seconds=POLL_TIMEOUT),
-            allowed_updates=Update.ALL_TYPES,
-            # The bootstrap (deleteWebhook) retries quietly: Telegram has just answered.
-            bootstrap_retries=-1,
-            error_callback=_polling_failed,
-        )
-        await app.start()
-        started = True
-        log.info("running; SIGTERM or Ctrl-C stops")
-        await stop.wait()
+        # A stop signal during start-up (Telegram gone again, say) ends it too.
+        if await _unless_stopped(_start(app), stop):
+            log.info("running; SIGTERM or Ctrl-C stops")
+            await stop.wait()
     finally:
         # Whatever happened above, stop in order within the bound; past it, leave anyway,
         # without cancelling anything (a cancelled send could be sent and never recorded).
-        stopping = asyncio.create_task(_stop(built, started))
+        stopping = asyncio.create_task(_stop(built))
         done, _ = await asyncio.wait({stopping}, timeout=stop_within)
         if not done:
             log.error(
@@ -117,7 +107,37 @@ async def run(
         stopping.result()
 
 
-async def _stop(built: Built, started: bool) -> None:
+async def _start(app: BotApplication) -> None:
+    """What `run_polling` does once the application is initialized."""
+    if app.post_init is not None:
+        await app.post_init(app)
+    assert app.updater is not None
+    await app.updater.start_polling(
+        timeout=timedelta(seconds=POLL_TIMEOUT),
+        allowed_updates=Update.ALL_TYPES,
+        # The bootstrap (deleteWebhook) retries quietly: Telegram has just answered.
+        bootstrap_retries=-1,
+        error_callback=_polling_failed,
+    )
+    await app.start()
+
+
+async def _unless_stopped(step: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run `step` to its end and return True, or cancel it and return False on `stop`."""
+    task = asyncio.create_task(step)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if task.done():
+        task.result()  # its exception, if any
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
+
+
+async def _stop(built: Built) -> None:
     """Stop fetching, stop the engines sending, record and give back, then shut down."""
     app = built.app
     log.info("stopping")
@@ -126,7 +146,7 @@ async def _stop(built: Built, started: bool) -> None:
             await asyncio.wait_for(app.updater.stop(), POLLING_STOPS_WITHIN)
         except TimeoutError:
             log.warning("Telegram did not confirm the last updates read; they may come again")
-    if started and app.running:
+    if app.running:
         # `stop` marks the application stopped at once, which the engines read as "send
         # nothing more"; it then waits for pending updates and for the dispatcher's cycle.
         stopping = asyncio.create_task(app.stop())
