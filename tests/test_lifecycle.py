@@ -23,7 +23,7 @@ from miliabot_tg import repo
 from miliabot_tg.broadcasts import DELIVERIES
 from miliabot_tg.cli import EXIT_CONFIG
 from miliabot_tg.db import make_engine, migrate, new_session
-from miliabot_tg.dispatch import OCCURRENCES
+from miliabot_tg.dispatch import HEARTBEATS, OCCURRENCES
 from miliabot_tg.lifecycle import Backoff, _until_telegram_answers
 from miliabot_tg.models import DeliveryStatus, OccurrenceStatus, utcnow
 from miliabot_tg.schedule import parse_remind
@@ -133,6 +133,7 @@ async def test_an_unreachable_then_failing_telegram_is_waited_for_then_served(
     assert any("Bad Gateway" in line for line in attempts), attempts
     assert any("Internal Server Error" in line for line in attempts), attempts
     assert len(standin.calls_to("getMe")) == 3, "getMe until it answered, once"
+    assert len(standin.calls_to("setMyCommands")) == 1, "post_init ran once"
     assert _count(output.lines, "Telegram answered after") == 1
     assert DEFAULT_TOKEN.split(":")[1] not in output.text
 
@@ -208,7 +209,9 @@ async def test_sigterm_mid_dispatch_stops_within_10_s_and_gives_back_every_claim
         rows = conn.execute(
             select(OCCURRENCES.c.user_id, OCCURRENCES.c.status, OCCURRENCES.c.claimed_by)
         ).all()
+        alive = conn.execute(select(HEARTBEATS.c.instance)).all()
     engine.dispose()
+    assert alive == [], "post_shutdown ran: the process left the shared database"
     assert len(rows) == len(USERS)
     assert [r for r in rows if r.claimed_by is not None] == [], "nothing is left claimed"
     statuses = {r.status for r in rows}
