@@ -117,10 +117,16 @@ async def test_an_unreachable_then_failing_telegram_is_waited_for_then_served(
         standin.fail_next("getMe", status=500)
         await standin.start(port=port)
         await standin.wait_for(lambda: standin.calls_to("getUpdates"), timeout=60)
+        # Running, a failing getUpdates (the one after /start) is one line too, and polling
+        # carries on.
+        standin.fail_next("getUpdates", status=502)
         standin.send_message("/start")
         await standin.wait_for(lambda: standin.last(1001), timeout=10)
         reply = standin.last(1001)
         assert reply is not None and "MiliaBot" in reply.plain
+        await output.wait_for(lambda lines: _count(lines, "fetching updates failed") == 1, 30)
+        standin.send_message("/help")
+        await standin.wait_for(lambda: len(standin.chat(1001)) == 2, timeout=30)
     finally:
         process.send_signal(signal.SIGTERM)
         code = await output.finish()
