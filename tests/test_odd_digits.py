@@ -113,6 +113,8 @@ def test_decimal_digits_of_any_script_read_as_their_value() -> None:
         "a 25:00",
         "b 07:61",
         "c 13pm",
+        "d 08:00 every 00003 days",
+        "e 08:00 every 12345 days",
     ],
 )
 def test_ascii_lines_parse_exactly_as_before(line: str) -> None:
@@ -127,6 +129,14 @@ def test_ascii_lines_parse_exactly_as_before(line: str) -> None:
         return (spec.kind, ascii_digits(spec.label), spec.rule)
 
     assert outcome(arabic) == outcome(line)
+
+
+def test_a_number_of_days_too_long_for_int_is_out_of_range_not_a_crash() -> None:
+    with pytest.raises(ParseError, match="I can repeat every 2 to 30 days, not every 9999"):
+        parse_remind(f"x 08:00 every {'9' * 5000} days", today=TODAY)
+    assert parse_remind("x 08:00 every 0000000000003 days", today=TODAY).rule.days == (
+        EveryNDays(3, TODAY)
+    )
 
 
 def test_console_buttons_are_numbers_and_look_alikes_are_messages() -> None:

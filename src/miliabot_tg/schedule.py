@@ -301,7 +301,7 @@ _TIME_TOKEN: Final = re.compile(
 _TIME_SEP: Final = re.compile(r"\s*(?:,|&|\band\b)?\s*", re.IGNORECASE)
 _AMPM: Final = re.compile(r"^([0-9]{1,2})(?::([0-9]{2}))?\s?([ap])\.?m\.?$", re.IGNORECASE)
 _H24: Final = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")
-_NUMBER: Final = re.compile(r"[0-9]{1,4}")
+_NUMBER: Final = re.compile(r"[0-9]+")
 
 _EMPTY_MESSAGE: Final = "Tell me what to remind you about and when, like “sunscreen 08:30 daily”."
 
@@ -359,12 +359,15 @@ def _parse_days(text: str, today: date) -> Days:
         # Not str.isdigit: it accepts "²", which int() then refuses.
         if not _NUMBER.fullmatch(m[1]):
             raise ParseError(f"I couldn't read “{m[1]}” as a number of days.")
-        n = int(m[1])
+        digits = m[1].lstrip("0") or "0"
+        # Thousands of digits are far out of range, and int() refuses them (ValueError).
+        n = int(digits) if len(digits) <= 9 else MAX_EVERY_N_DAYS + 1
         if n == 1:
             return DAILY
         if not MIN_EVERY_N_DAYS <= n <= MAX_EVERY_N_DAYS:
             raise ParseError(
-                f"I can repeat every {MIN_EVERY_N_DAYS} to {MAX_EVERY_N_DAYS} days, not every {n}."
+                f"I can repeat every {MIN_EVERY_N_DAYS} to {MAX_EVERY_N_DAYS} days, "
+                f"not every {digits}."
             )
         return EveryNDays(n, today)
     if s.startswith("every "):
