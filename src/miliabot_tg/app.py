@@ -24,8 +24,8 @@ from miliabot_tg.reminders.handlers import ReminderHandlers
 from miliabot_tg.settings_handlers import SettingsHandlers
 from miliabot_tg.stats_handlers import StatsHandlers
 
-log = logging.getLogger(__name__)
 BotApplication = Application[Any, Any, Any, Any, Any, Any]
+log = logging.getLogger(__name__)
 
 # Long-poll length: Telegram holds getUpdates open this long when there is nothing new.
 POLL_TIMEOUT = 30
@@ -105,7 +105,11 @@ def build_application(
                 )
             except TelegramError as exc:  # e.g. an operator who never opened the chat
                 log.warning("no command menu for operator %s: %s", admin_id, exc.message)
-        await app.bot.set_my_commands(list(texts.COMMANDS))
+        try:
+            await app.bot.set_my_commands(list(texts.COMMANDS))
+        except TelegramError as exc:
+            # The menu is a convenience; the bot works without it and the next start retries.
+            log.warning("could not publish the command menu (%s); starting anyway", exc)
         deps.live.follow(deps.engine, app.job_queue)  # published content, within seconds
         if dispatch:
             assert app.job_queue is not None
@@ -114,15 +118,28 @@ def build_application(
                 await paid_bot.initialize()
             broadcaster.start()
 
-    async def post_shutdown(_app: BotApplication) -> None:
-        """Leave the shared database, so the other processes take over our share."""
+    async def post_stop(_app: BotApplication) -> None:
+        """Stop broadcasting while the HTTP client is still open for the sends on the wire."""
         deps.live.stop()
         if dispatch:
             await broadcaster.stop()
+
+    async def post_shutdown(_app: BotApplication) -> None:
+        """Record what was sent, give the rest back at once, and leave the shared database."""
+        deps.live.stop()  # done already if post_stop ran
+        if dispatch:
+            await broadcaster.stop()  # done already if post_stop ran
             if paid_bot is not None:
                 await paid_bot.shutdown()
-            await asyncio.to_thread(broadcaster.release_claims)
-            await asyncio.to_thread(dispatcher.leave)
+            # Outcomes first: a claim given back with its message sent but unrecorded would
+            # be sent again. If they cannot be recorded, the claims wait out their lease.
+            try:
+                for engine in (dispatcher, broadcaster):
+                    if await engine.record_outcomes():
+                        await asyncio.to_thread(engine.release_claims)
+                await asyncio.to_thread(dispatcher.leave)
+            except Exception as exc:  # the database is gone: the leases run out instead
+                log.warning("could not give back claims (%s); they expire with the lease", exc)
 
     inbound = Inbound(
         limit=settings.flood_limit, window=settings.flood_window_seconds, clock=deps.clock
@@ -140,6 +157,7 @@ def build_application(
         .concurrent_updates(LaneProcessor(inbound))
         .get_updates_read_timeout(POLL_TIMEOUT + 10)
         .post_init(post_init)
+        .post_stop(post_stop)
         .post_shutdown(post_shutdown)
         .build()
     )

@@ -27,7 +27,14 @@ from miliabot_tg.models import (
     UserPreferences,
     UserStatus,
 )
-from miliabot_tg.schedule import DAILY, QuietHours, Rule, defer_out_of_quiet, next_occurrence
+from miliabot_tg.schedule import (
+    DAILY,
+    QuietHours,
+    Rule,
+    ascii_digits,
+    defer_out_of_quiet,
+    next_occurrence,
+)
 from miliabot_tg.timezones import zone_from_key
 
 BROADCASTS: Table = Broadcast.__table__  # type: ignore[attr-defined]
@@ -58,7 +65,8 @@ class Audience:
     @classmethod
     def parse(cls, text: str) -> "Audience":
         """Read ``all``, ``kind:<reminder kind>`` or ``active:<days>``."""
-        m = _AUDIENCE.fullmatch(text.strip().lower())
+        # Digits in any script, as everywhere people type numbers (schedule.ascii_digits).
+        m = _AUDIENCE.fullmatch(ascii_digits(text.strip().lower()))
         if m is None:
             raise BroadcastError(
                 "The audience is all, kind:sunscreen|moisturize|exfoliate|custom or active:DAYS."

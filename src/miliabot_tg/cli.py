@@ -1,6 +1,7 @@
 """The `miliabot` command: run, migrate, console, content validate|publish|history|rollback."""
 
 import argparse
+import asyncio
 import getpass
 import logging
 import socket
@@ -11,7 +12,6 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from telegram import Update
 from telegram.error import InvalidToken
 
 from miliabot_tg import publishing
@@ -25,6 +25,7 @@ log = logging.getLogger("miliabot")
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: a service we need is not there
+EXIT_CONFIG = 78  # sysexits' EX_CONFIG: Telegram rejected the token; retrying cannot help
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "miliabot: Telegram rejected MILIABOT_TOKEN; copy it again from @BotFather.",
             file=sys.stderr,
         )
-        code = EXIT_USAGE
+        code = EXIT_CONFIG
     except OperationalError as exc:
         # The driver's first line says what failed (refused, bad password, no database).
         reason = str(exc.orig or exc).strip().splitlines()[0]
@@ -122,6 +123,7 @@ def _secrets(settings: Settings, token: str | None) -> list[str]:
 
 
 def _run(_args: argparse.Namespace) -> int:
+    from miliabot_tg import lifecycle
     from miliabot_tg.app import build_application
     from miliabot_tg.handlers import Deps
 
@@ -135,9 +137,10 @@ def _run(_args: argparse.Namespace) -> int:
     ensure_schema(engine, auto_migrate=engine.dialect.name == "sqlite")
     publishing.publish_at_start(engine, settings.content_dir)
     deps = Deps(settings=settings, engine=engine, guide=guide, clock=utcnow)
-    app = build_application(deps, token).app
+    built = build_application(deps, token)
     log.info("starting: %d guide topics, database %s", len(guide.snippets), engine.dialect.name)
-    app.run_polling(allowed_updates=Update.ALL_TYPES)
+    # Waits for Telegram, runs until SIGTERM/SIGINT, stops within lifecycle.STOP_WITHIN.
+    asyncio.run(lifecycle.run(built))
     return 0
 
 

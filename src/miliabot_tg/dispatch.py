@@ -300,6 +300,10 @@ class Dispatcher:
     async def _on_wake(self, _context: CallbackContext[Any, Any, Any, Any]) -> None:
         self._job = None
         self._wake_at = None
+        if not self.keep_going():
+            # Stopping: a cycle begun now would be cancelled by the JobQueue's shutdown,
+            # perhaps mid-send. What is due waits in the database for the next start.
+            return
         if self._running:
             self._again = True
             return
@@ -338,6 +342,8 @@ class Dispatcher:
 
     async def _watchdog(self, _context: CallbackContext[Any, Any, Any, Any]) -> None:
         """Restart the dispatcher if it has shown no progress for a few idle periods."""
+        if not self.keep_going():
+            return  # stopping: a slow last cycle is waited for, not restarted
         # Renewing a long batch's claims counts as progress too.
         stalled = time.monotonic() - max(self._last_progress, self._batch.last_progress)
         if stalled < self.policy.stalled_after.total_seconds():
@@ -608,6 +614,25 @@ class Dispatcher:
         """Give back every occurrence this process still holds, at once (it is stopping)."""
         with self.engine.begin() as conn:
             return release_mine(conn, WORK, instance=self.instance)
+
+    async def record_outcomes(self) -> bool:
+        """Record the outcomes still in hand; False if the database would not take them.
+
+        Called before claims are released at shutdown: a claim released with its message
+        sent but not recorded would be sent again.
+        """
+        if not self._batch.unrecorded:
+            return True
+        try:
+            await self._batch.flush()
+        except Exception:
+            log.warning(
+                "could not record %d reminder outcome(s) before stopping; their claims "
+                "are kept until the lease runs out",
+                len(self._batch.unrecorded),
+            )
+            return False
+        return True
 
     async def _send_all(self, claimed: list[Claimed], claimed_at: datetime) -> None:
         """Send, one message per user; the pacer decides how many go out at once."""
