@@ -189,6 +189,13 @@ def test_a_search_with_no_good_answer_offers_the_closest_topics_as_such(guide: G
     assert sunscreen.closest == []
 
 
+def test_words_in_most_snippets_or_chat_make_no_answer_alone(guide: Guide) -> None:
+    skin = guide.find("skin")  # in nearly every snippet: it can't pick one
+    assert skin.matches == [] and skin.closest
+    assert guide.find("thanks for the help") == content.Found([], [])
+    assert guide.find("milia").matches[0].id == "what-milia-are"  # the topic's own title
+
+
 # --- the validator, on broken copies of the content ---------------------------------------
 
 
