@@ -143,6 +143,7 @@ def test_search_of_nonsense_or_stopwords_finds_nothing(guide: Guide) -> None:
     [
         ("what are milia", "what-milia-are"),  # "milia" is everywhere; the title decides
         ("can i pop milia", "dont-squeeze"),  # used to offer "Rare forms of milia" first
+        ("can't I pop them?", "dont-squeeze"),
         ("suncreen", "sun-protection"),  # a typo of one letter
         ("exfoilate", "gentle-exfoliation"),  # two letters swapped
         ("moisturiser", "moisturizing"),  # British spelling, American title

@@ -56,7 +56,7 @@ B = 0.75
 MIN_PREFIX = 3  # a typed prefix of three letters or more ("exfol") matches whole words
 MIN_FUZZY = 5  # only words this long are corrected: shorter ones have too many neighbours
 MAX_EDITS = 2
-TITLE_BONUS = 1.0
+TITLE_BONUS = 1.0  # added to a topic when the query's words are exactly its title's
 # Below this best score only words in most snippets ("skin": idf < 0.25 means in more than
 # about 80 % of them) have matched: they can't make an answer on their own.
 MIN_ANSWER_SCORE = 0.25
@@ -134,8 +134,9 @@ _stemmer = snowballstemmer.stemmer("english")
 
 
 def fold(text: str) -> str:
-    """Lower case, accents and ligatures folded to ASCII ("Éczéma" -> "eczema")."""
-    return unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
+    """Lower case; accents, ligatures folded to ASCII, apostrophes dropped ("Don't": "dont")."""
+    folded = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
+    return folded.replace("'", "")
 
 
 def surface_words(text: str) -> list[str]:
