@@ -85,7 +85,7 @@ def test_console_transcript_from_a_pipe(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "you> /start\nbot> Hi Friend! 👋 I'm MiliaBot." in out
-    assert "[1] What milia are   [2] What milia are not" in out
+    assert "[1] What milia are   [2] How long milia last" in out
     assert "you> 1\nbot (edited)> What milia are\n" in out
     assert "[4] « All topics" in out
     assert "you> 42\n  (pick a button from 1 to 4)" in out
