@@ -96,3 +96,9 @@ def test_flood_benchmark_reports_other_users_latency_and_search_cost() -> None:
     assert set(figures) == {"flood_other_p99_s", "search_worst_ms"}
     assert figures["flood_other_p99_s"] < 60
     assert figures["search_worst_ms"] < 10_000
+
+
+def test_webhook_benchmark_reports_rate_and_latency() -> None:
+    figures = _run("bench.webhook")
+    assert set(figures) == {"webhook_updates_per_s", "webhook_p99_ms"}
+    assert figures["webhook_updates_per_s"] < 1000

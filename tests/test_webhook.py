@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import aiohttp.web
 import pytest
 from telegram import Bot, Update
+from telegram.error import BadRequest
 
 from miliabot_tg import lifecycle
 from miliabot_tg.app import Built, build_application
@@ -329,3 +331,41 @@ async def test_miliabot_run_in_webhook_mode_answers_and_stops_on_sigterm(
     assert standin.calls_to("getUpdates") == []
     assert SECRET not in output.text
     assert DEFAULT_TOKEN.split(":")[1] not in output.text
+
+
+async def test_the_standin_posts_to_the_webhook_with_the_secret_and_retries_failures() -> None:
+    seen: list[tuple[str | None, dict[str, object]]] = []
+    answers = [503, 200]
+
+    async def hook(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        seen.append((request.headers.get(SECRET_HEADER), await request.json()))
+        return aiohttp.web.Response(status=answers.pop(0) if answers else 200)
+
+    receiver = aiohttp.web.Application()
+    receiver.router.add_post("/tg/hook", hook)
+    runner = aiohttp.web.AppRunner(receiver)
+    await runner.setup()
+    port = _free_port()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with StandIn() as standin:
+            standin.webhook_retry_delay = 0.05
+            async with Bot(DEFAULT_TOKEN, base_url=f"{standin.api_root}/bot") as bot:
+                with pytest.raises(BadRequest, match=r"(?i)secret token contains unallowed"):
+                    await bot.set_webhook(URL, secret_token="not allowed!")
+                await bot.set_webhook(URL, secret_token=SECRET)
+                update_id = standin.send_message("/start")
+                # Not delivered until the test says where the URL is served.
+                await asyncio.sleep(0.1)
+                assert standin.webhook_posts == []
+                assert (await bot.get_webhook_info()).pending_update_count == 1
+                standin.deliver_webhooks_to(f"http://127.0.0.1:{port}")
+                await standin.wait_for(lambda: standin.pending_updates == 0, timeout=5)
+                info = await bot.get_webhook_info()
+    finally:
+        await runner.cleanup()
+    assert [p.status for p in standin.webhook_posts] == [503, 200]
+    assert [s for s, _ in seen] == [SECRET, SECRET]
+    assert seen[0][1]["update_id"] == update_id
+    assert info.pending_update_count == 0
+    assert info.last_error_message == "Wrong response from the webhook: 503 Service Unavailable"
