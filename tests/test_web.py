@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from miliabot_tg import broadcasts as store
 from miliabot_tg.config import ConfigError, Settings
 from miliabot_tg.db import make_engine
 from miliabot_tg.dispatch import DispatchPolicy
@@ -192,3 +193,21 @@ async def test_listen_off_means_no_server_and_a_taken_port_is_a_config_error(
         )
         with pytest.raises(ConfigError, match=rf"MILIABOT_LISTEN 127.0.0.1:{first.port} cannot"):
             await _start_web(second)
+
+
+async def test_metrics_show_a_running_broadcasts_progress(tmp_path: Path) -> None:
+    async with running_bot(tmp_path) as h, serving(h) as server:
+        for user in (2001, 2002, 2003):
+            await h.say("/start", user_id=user)
+        with h.engine.begin() as conn:
+            broadcast_id = store.create_draft(conn, created_by=1, now=h.clock(), text="News")
+        store.start(h.engine, broadcast_id, h.clock(), "UTC")
+        _, waiting = await _get(server, "/metrics")
+        h.standin.block(2003)
+        await h.broadcaster.run_round()
+        _, finished = await _get(server, "/metrics")
+    labels = f'id="{broadcast_id}",status="running"'
+    assert _value(waiting, "miliabot_broadcast_left", labels) == 3
+    assert _value(waiting, "miliabot_broadcast_sent", labels) == 0
+    assert f'miliabot_broadcast_left{{id="{broadcast_id}"' not in finished, "done: gone"
+    assert _value(finished, "miliabot_bot_api_errors_total", 'code="403"') == 1
