@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, Table, func, select
@@ -178,8 +178,6 @@ class Metrics:
 
     def render(self) -> bytes:
         """The Prometheus text exposition of everything."""
-        from prometheus_client import generate_latest
-
         return generate_latest(self.registry)
 
 

@@ -123,7 +123,8 @@ class WebServer:
     @property
     def url(self) -> str:
         """Where the server is reachable, with the port actually bound."""
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
+        wildcard = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}  # noqa: S104
+        host = wildcard.get(self.host, self.host)
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     async def start(self) -> None:
