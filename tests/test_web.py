@@ -211,3 +211,13 @@ async def test_metrics_show_a_running_broadcasts_progress(tmp_path: Path) -> Non
     assert _value(waiting, "miliabot_broadcast_sent", labels) == 0
     assert f'miliabot_broadcast_left{{id="{broadcast_id}"' not in finished, "done: gone"
     assert _value(finished, "miliabot_bot_api_errors_total", 'code="403"') == 1
+
+
+async def test_metrics_count_reminders_missed_beyond_the_grace_window(tmp_path: Path) -> None:
+    async with running_bot(tmp_path) as h, serving(h) as server:
+        await h.say("/remind sunscreen 09:30 daily")
+        h.clock.advance(timedelta(hours=5))  # the bot was down: past the 2 h grace
+        await h.dispatcher.run_cycle()
+        _, text = await _get(server, "/metrics")
+    assert _value(text, "miliabot_reminders_total", 'outcome="missed"') == 1
+    assert _value(text, "miliabot_reminders_total", 'outcome="sent"') == 0

@@ -159,6 +159,12 @@ async def test_requests_without_the_right_secret_get_403_and_are_not_processed(
         await _until(lambda: h.metric("command") == 1)  # counted once its handling ends
         requests = h.built.metrics.webhook_requests
         assert requests.labels("403")._value.get() == 4
+        # Stopping (or not yet started): 503, so Telegram delivers it again later.
+        assert h.web.webhook is not None
+        h.web.webhook.accepting = False
+        assert await h.post(body, {SECRET_HEADER: SECRET}) == 503
+        assert await h.post(body, {SECRET_HEADER: "wrong"}) == 403, "the secret first"
+        h.web.webhook.accepting = True
     refused = [r for r in caplog.records if "wrong secret" in r.getMessage()]
     assert len(refused) == 1, "one line a minute, not one per request"
     assert SECRET not in caplog.text
