@@ -2,6 +2,7 @@
 
 import asyncio
 import re
+import signal
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,9 +17,12 @@ from miliabot_tg.config import ConfigError, Settings
 from miliabot_tg.db import make_engine
 from miliabot_tg.dispatch import DispatchPolicy
 from miliabot_tg.lifecycle import _start_web
+from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
 from miliabot_tg.web import Readiness, WebServer
 from tests.harness import Harness, running_bot
 from tests.stalling_proxy import stalling_proxy
+from tests.test_lifecycle import Output
+from tests.test_processes import _env, _start_bot
 
 
 def _closed_port() -> int:
@@ -48,8 +52,9 @@ async def serving(h: Harness, **readiness: object) -> AsyncIterator[WebServer]:
         await server.stop()
 
 
-async def _get(server: WebServer, path: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session, session.get(server.url + path) as response:
+async def _get(server: WebServer | str, path: str) -> tuple[int, str]:
+    root = server if isinstance(server, str) else server.url
+    async with aiohttp.ClientSession() as session, session.get(root + path) as response:
         return response.status, await response.text()
 
 
@@ -221,3 +226,43 @@ async def test_metrics_count_reminders_missed_beyond_the_grace_window(tmp_path: 
         _, text = await _get(server, "/metrics")
     assert _value(text, "miliabot_reminders_total", 'outcome="missed"') == 1
     assert _value(text, "miliabot_reminders_total", 'outcome="sent"') == 0
+
+
+async def test_miliabot_run_answers_healthz_while_waiting_for_telegram_then_readyz(
+    tmp_path: Path,
+) -> None:
+    port, telegram = _closed_port(), _closed_port()
+    env = _env(
+        MILIABOT_TOKEN=DEFAULT_TOKEN,
+        MILIABOT_API_URL=f"http://127.0.0.1:{telegram}",
+        MILIABOT_DATABASE_URL=f"sqlite:///{tmp_path / 'bot.sqlite3'}",
+        MILIABOT_LISTEN=f"127.0.0.1:{port}",
+    )
+    process = await _start_bot(env, tmp_path)
+    output = Output(process)
+    server = f"http://127.0.0.1:{port}"
+    standin = StandIn(chat_rate=None)
+    try:
+        await output.wait_for(
+            lambda lines: any("Telegram is not answering" in x for x in lines), 30
+        )
+        assert await _get(server, "/healthz") == (200, "ok\n")
+        status, body = await _get(server, "/readyz")
+        assert status == 503
+        assert "not started: waiting for Telegram" in body
+        await standin.start(port=telegram)  # Telegram answers: the bot polls, then is ready
+        await standin.wait_for(lambda: standin.calls_to("getUpdates"), timeout=60)
+        for _ in range(100):
+            if (await _get(server, "/readyz"))[0] == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert await _get(server, "/readyz") == (200, "ready\n")
+        status, text = await _get(server, "/metrics")
+        assert status == 200
+        assert "miliabot_updates_total" in text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await output.finish()
+        await standin.stop()
+    assert code == 0, output.text
+    assert "Traceback" not in output.text
