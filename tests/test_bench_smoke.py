@@ -103,3 +103,10 @@ def test_search_benchmark_reports_relevance_and_time() -> None:
     assert set(figures) == {"search_top1", "search_top3", "search_mean_ms", "search_p99_ms"}
     assert 0 < figures["search_top1"] <= figures["search_top3"] <= 1
     assert figures["search_mean_ms"] <= figures["search_p99_ms"]
+
+
+def test_webhook_benchmark_reports_rate_and_latency() -> None:
+    figures = _run("bench.webhook")
+    assert set(figures) == {"webhook_updates_per_s", "webhook_p99_ms"}
+    assert 0 < figures["webhook_updates_per_s"] < 1000
+    assert figures["webhook_p99_ms"] > 0

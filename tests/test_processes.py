@@ -20,7 +20,8 @@ from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
 
 def _env(**extra: str) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MILIABOT_")}
-    return {**clean, **extra}
+    # No HTTP server unless a test asks for one: bots side by side would want one port.
+    return {**clean, "MILIABOT_LISTEN": "off", **extra}
 
 
 async def _start_bot(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
