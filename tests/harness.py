@@ -16,6 +16,7 @@ from miliabot_tg.content import Guide, load_guide
 from miliabot_tg.db import make_engine, migrate
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps
+from miliabot_tg.outdoors_handlers import UvService
 from miliabot_tg.paths import bundled_dir
 from miliabot_tg.standin import DEFAULT_TOKEN, BotMessage, StandIn
 
@@ -49,6 +50,7 @@ class Harness:
     dispatcher: Dispatcher
     broadcaster: Broadcaster
     allowed: set[str] = field(default_factory=set)
+    uv: UvService | None = None
 
     async def say(self, text: str, *, user_id: int = USER, **kwargs: object) -> list[BotMessage]:
         """Send `text` as the user and return the bot messages it caused in that chat."""
@@ -96,6 +98,8 @@ async def running_bot(
     clock: Callable[[], datetime] | None = None,
     policy: DispatchPolicy | None = None,
     paid_broadcasts: bool = False,
+    uv_api_url: str | None = None,
+    uv_timeout: float = 3.0,
 ) -> AsyncIterator[Harness]:
     """Start the stand-in and the real bot against it; stop both afterwards.
 
@@ -115,6 +119,9 @@ async def running_bot(
             global_rate=global_rate or 10_000.0,
             chat_rate=chat_rate or 10_000.0,
             paid_broadcasts=paid_broadcasts,
+            # Nothing in the tests reaches the internet: no UV stand-in, a closed port.
+            uv_api_url=uv_api_url or "http://127.0.0.1:9",
+            uv_timeout_seconds=uv_timeout,
         )
         deps = Deps(settings=settings, engine=engine, guide=GUIDE, clock=clock or frozen)
         built = build_application(deps, DEFAULT_TOKEN, policy=policy, dispatch=dispatch)
@@ -137,6 +144,7 @@ async def running_bot(
                     processed,
                     built.dispatcher,
                     built.broadcaster,
+                    uv=built.uv,
                 )
             finally:
                 await app.updater.stop()

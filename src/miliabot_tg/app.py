@@ -17,10 +17,12 @@ from miliabot_tg.broadcast_handlers import BroadcastHandlers
 from miliabot_tg.broadcaster import Broadcaster, BroadcastPolicy
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
+from miliabot_tg.outdoors_handlers import OutdoorHandlers, UvService
 from miliabot_tg.pacing import Pacer
 from miliabot_tg.reminders.handlers import ReminderHandlers
 from miliabot_tg.settings_handlers import SettingsHandlers
 from miliabot_tg.stats_handlers import StatsHandlers
+from miliabot_tg.uv import UvClient
 
 log = logging.getLogger(__name__)
 BotApplication = Application[Any, Any, Any, Any, Any, Any]
@@ -36,6 +38,7 @@ class Built:
     app: BotApplication
     dispatcher: Dispatcher
     broadcaster: Broadcaster
+    uv: UvService | None = None
 
 
 def build_application(
@@ -110,6 +113,7 @@ def build_application(
             if paid_bot is not None:
                 await paid_bot.initialize()
             broadcaster.start()
+            uv_service.start(app.job_queue)
 
     async def post_shutdown(_app: BotApplication) -> None:
         """Leave the shared database, so the other processes take over our share."""
@@ -119,6 +123,7 @@ def build_application(
                 await paid_bot.shutdown()
             await asyncio.to_thread(broadcaster.release_claims)
             await asyncio.to_thread(dispatcher.leave)
+        await uv_service.client.close()
 
     app = (
         ApplicationBuilder()
@@ -135,6 +140,11 @@ def build_application(
         .post_shutdown(post_shutdown)
         .build()
     )
+    uv_service = UvService(
+        client=UvClient(settings.uv_api_url, clock=deps.clock, timeout=settings.uv_timeout_seconds),
+        engine=deps.engine,
+        clock=deps.clock,
+    )
     dispatcher = Dispatcher(
         bot=app.bot,
         engine=deps.engine,
@@ -147,6 +157,7 @@ def build_application(
         # A bot that dispatches stops sending once it is shutting down; one driven by hand
         # (benchmarks, the console) has no running state to consult.
         keep_going=(lambda: app.running) if dispatch else (lambda: True),
+        decorate=uv_service.decorate,
     )
     broadcaster = Broadcaster(
         bot=paid_bot or app.bot,
@@ -169,5 +180,6 @@ def build_application(
     StatsHandlers(deps).register(app)  # operators only; anyone else's /stats is unknown
     AnnouncementHandlers(deps).register(app)
     BroadcastHandlers(deps).register(app)
+    OutdoorHandlers(deps, uv_service).register(app)
     Handlers(deps).register(app)
-    return Built(app, dispatcher, broadcaster)
+    return Built(app, dispatcher, broadcaster, uv_service)

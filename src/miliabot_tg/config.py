@@ -42,8 +42,11 @@ class Settings(BaseSettings):
     claim_lease_seconds: float = Field(default=60.0, gt=0)
     # Finished reminder occurrences are kept this long (a year of progress history), then pruned.
     history_days: int = Field(default=400, ge=1)
+    # Open-Meteo's forecast API, for the UV index on sunscreen reminders and outdoor mode.
+    uv_api_url: str = "https://api.open-meteo.com"
+    uv_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
 
-    @field_validator("api_url")
+    @field_validator("api_url", "uv_api_url")
     @classmethod
     def _check_api_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")

@@ -261,3 +261,23 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     message_id: int | None = Field(default=None, sa_type=BigInteger)
     error: str | None = Field(default=None, sa_type=String(200))
+
+
+class UvLocation(SQLModel, table=True):
+    """Where a user wants UV forecasts for, kept only with their consent.
+
+    Rounded to 0.1° (about 10 km) before it is stored: enough for a UV forecast, too
+    coarse to find a home.
+    """
+
+    __tablename__ = "uv_locations"
+
+    user_id: int = Field(
+        sa_type=BigInteger,
+        sa_column_args=[ForeignKey("users.id", ondelete="CASCADE")],
+        primary_key=True,
+        sa_column_kwargs={"autoincrement": False},
+    )
+    latitude: float
+    longitude: float
+    updated_at: datetime = Field(sa_type=UTCDateTime)
