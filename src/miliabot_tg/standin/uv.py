@@ -31,6 +31,9 @@ class Sky:
     peak: float = 7.0
     sunrise: float = 7.5  # local hours
     sunset: float = 18.0
+    # The sunset the service reports, when it is not the end of the UV arc (a test of
+    # "ends at sunset" needs UV of 3+ right up to it).
+    reported_sunset: float | None = None
 
     def uv(self, hour: float) -> float:
         """UV at the middle of a local hour: a sine arc from sunrise to sunset."""
@@ -103,7 +106,8 @@ class UvStandIn:
             dates.append(day.isoformat())
             hours = [sky.uv(h + 0.5) for h in range(24)]
             peaks.append(max(hours))
-            hour, minute = divmod(round(sky.sunset * 60), 60)
+            sunset = sky.sunset if sky.reported_sunset is None else sky.reported_sunset
+            hour, minute = divmod(round(sunset * 60), 60)
             sunsets.append(f"{day.isoformat()}T{hour:02d}:{minute:02d}")
             for h, uv in enumerate(hours):
                 times.append(f"{day.isoformat()}T{h:02d}:00")
