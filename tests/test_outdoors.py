@@ -286,3 +286,13 @@ async def test_forget_ends_outdoor_mode(bot: Harness) -> None:
     await bot.press("Yes, delete my data")
     assert planned(bot) == []
     assert await send_due(bot, at(11)) == []
+
+
+async def test_stop_ends_outdoor_mode(bot: Harness) -> None:
+    await keep_location(bot, *LISBON)
+    bot.clock.now = NINE
+    await bot.say("/remind moisturize 21:00 daily")
+    await bot.say("/outdoors")
+    await bot.say("/stop")
+    assert planned(bot) == []
+    assert await send_due(bot, at(11)) == []

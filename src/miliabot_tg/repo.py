@@ -227,6 +227,18 @@ def set_all_paused(
     if user is None:
         raise LookupError(f"unknown user {user_id}")
     reminders = _reschedule_all(session, user, now, default_key, all_paused=paused)
+    if paused:  # /stop ends outdoor mode too: its reapply reminders are planned, not recurring
+        session.exec(
+            delete(Occurrence).where(
+                col(Occurrence.user_id) == user_id,
+                col(Occurrence.status).in_(CLAIMABLE),
+                col(Occurrence.reminder_id).in_(
+                    select(Reminder.id).where(
+                        col(Reminder.user_id) == user_id, col(Reminder.kind) == "reapply"
+                    )
+                ),
+            )
+        )
     session.commit()
     return reminders
 
