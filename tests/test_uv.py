@@ -141,6 +141,10 @@ async def test_a_shared_location_is_kept_only_after_yes_and_rounded(bot: Harness
     answer = await bot.press("✅ Yes, keep it")
     assert answer.message_id == question.message_id and answer.plain.startswith("📍 Kept")
     assert kept(bot) == (38.7, -9.1)
+    with new_session(bot.engine) as session:
+        assert outdoors.data_lines(session=session, user_id=USER) == [
+            "Location for UV forecasts: 38.7, -9.1 (about 10 km)"
+        ]
     assert bot.failures() == []
 
     # The same place again is not asked about twice.

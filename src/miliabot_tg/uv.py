@@ -247,7 +247,7 @@ class UvClient:
             response = await self._client.get(f"{self.base_url}/v1/forecast", params=params)
             response.raise_for_status()
             forecast = parse_forecast(response.json())
-        except (httpx.HTTPError, UvDataError, ValueError) as exc:
+        except Exception as exc:  # whatever went wrong, the callers carry on without UV
             self._failed(key, exc)
             return None
         self._cache[key] = _Entry(forecast, self.clock())
