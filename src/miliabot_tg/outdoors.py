@@ -138,32 +138,34 @@ def places_due_soon(*, session: Session, now: datetime, within: timedelta) -> di
     """Users with a sunscreen or reapply reminder due before `now + within`, and their place.
 
     What the prefetch fetches forecasts for, so the dispatcher finds them in the cache.
+    Two indexed queries whatever the number of users; only users with a kept location or
+    a chosen zone come back.
     """
     until = now + within
-    users = set(
-        session.exec(
-            select(Reminder.user_id).where(
-                col(Reminder.kind) == ReminderKind.SUNSCREEN.value,
-                col(Reminder.next_due_at) <= until,
-            )
+    located = (
+        select(Reminder.user_id, UvLocation.latitude, UvLocation.longitude, User.timezone)
+        .join(User, col(User.id) == col(Reminder.user_id))
+        .outerjoin(UvLocation, col(UvLocation.user_id) == col(Reminder.user_id))
+        .where(
+            col(User.status) == UserStatus.ACTIVE.value,
+            (col(UvLocation.user_id).is_not(None)) | (col(User.timezone).is_not(None)),
         )
     )
-    users |= set(
-        session.exec(
-            select(Occurrence.user_id)
-            .join(Reminder, col(Reminder.id) == col(Occurrence.reminder_id))
-            .where(
-                col(Reminder.kind).in_((ReminderKind.SUNSCREEN.value, REAPPLY)),
-                col(Occurrence.status).in_(_WAITING),
-                col(Occurrence.due_at) <= until,
-            )
-        )
+    soon = located.where(
+        col(Reminder.kind) == ReminderKind.SUNSCREEN.value, col(Reminder.next_due_at) <= until
     )
-    places = {}
-    for user_id in users:
-        place = user_place(session=session, user_id=user_id)
-        if place is not None:
-            places[user_id] = place
+    waiting = located.join(Occurrence, col(Occurrence.reminder_id) == col(Reminder.id)).where(
+        col(Reminder.kind).in_((ReminderKind.SUNSCREEN.value, REAPPLY)),
+        col(Occurrence.status).in_(_WAITING),
+        col(Occurrence.due_at) <= until,
+    )
+    places: dict[int, Place] = {}
+    for query in (soon, waiting):
+        for user_id, latitude, longitude, zone in session.exec(query):
+            if latitude is not None and longitude is not None:
+                places[user_id] = Place(latitude, longitude, None)
+            elif (place := zone_place(zone)) is not None:
+                places[user_id] = place
     return places
 
 
