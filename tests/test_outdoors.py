@@ -296,3 +296,12 @@ async def test_stop_ends_outdoor_mode(bot: Harness) -> None:
     await bot.say("/stop")
     assert planned(bot) == []
     assert await send_due(bot, at(11)) == []
+
+
+async def test_quiet_hours_are_left_out_of_the_plan(bot: Harness) -> None:
+    await keep_location(bot, *LISBON)
+    await bot.say("/quiet 12:30-14:30")  # a siesta
+    bot.clock.now = NINE
+    (answer,) = await bot.say("/outdoors")
+    assert "reapply at 11:00 and 15:00" in answer.plain
+    assert [o.due_at for o in planned(bot)] == [at(11), at(15)]

@@ -22,6 +22,7 @@ from miliabot_tg.db import db_read
 from miliabot_tg.handlers import Context, Deps, show_in_place
 from miliabot_tg.outdoors import FALLBACK_END, MORNING_ENDS, REAPPLY, Place
 from miliabot_tg.reminders.texts import DueReminder
+from miliabot_tg.schedule import QuietHours
 from miliabot_tg.uv import STALE_OK, DayUv, Forecast, UvClient, reapply_times, rounded, uv_line
 
 log = logging.getLogger(__name__)
@@ -245,14 +246,15 @@ class OutdoorHandlers:
         """Plan today's reapply reminders from the UV forecast (or every 2 h until 16:00)."""
         now, default = self.deps.clock(), self.deps.settings.default_tz
 
-        def look(session: Any) -> tuple[Any, Place | None, list[datetime]]:
+        def look(session: Any) -> tuple[Any, Place | None, list[datetime], QuietHours | None]:
             return (
                 repo.get_user(session=session, user_id=user_id),
                 outdoors.user_place(session=session, user_id=user_id),
                 outdoors.upcoming_reapply(session=session, user_id=user_id),
+                repo.quiet_hours(repo.get_preferences(session=session, user_id=user_id)),
             )
 
-        user, place, upcoming = await self.deps.read(user_id, look)
+        user, place, upcoming, quiet = await self.deps.read(user_id, look)
         if user is None:
             return ot.NOT_STARTED, None
         tz = repo.user_zone(user, default)
@@ -270,6 +272,8 @@ class OutdoorHandlers:
             hour=FALLBACK_END.hour, minute=FALLBACK_END.minute, second=0, microsecond=0
         )
         times = reapply_times(now, day=day, local_end=local_end)
+        # A reminder in quiet hours would only wake them: those times are left out.
+        times = [t for t in times if quiet is None or not quiet.contains(t.astimezone(tz).time())]
         if not times:
             if day is None:
                 return ot.TOO_LATE, None
