@@ -100,12 +100,14 @@ async def running_bot(
     paid_broadcasts: bool = False,
     uv_api_url: str | None = None,
     uv_timeout: float = 3.0,
+    flood_limit: int | None = None,
 ) -> AsyncIterator[Harness]:
     """Start the stand-in and the real bot against it; stop both afterwards.
 
     By default the clock is frozen and the dispatcher asleep, so tests run its cycles by
     hand; `dispatch=True` with a real clock lets it wake up on its own. The stand-in's
-    rate limits are off unless asked for, and the bot's pacing is set far above them.
+    rate limits are off unless asked for, and the bot's pacing is set far above them. So is
+    the flood throttle: a test is one quick user, and its clock stands still.
     """
     url = database_url or f"sqlite:///{tmp_path / 'bot.sqlite3'}"
     engine = make_engine(url)
@@ -122,6 +124,7 @@ async def running_bot(
             # Nothing in the tests reaches the internet: no UV stand-in, a closed port.
             uv_api_url=uv_api_url or "http://127.0.0.1:9",
             uv_timeout_seconds=uv_timeout,
+            flood_limit=flood_limit or 1_000_000,
         )
         deps = Deps(settings=settings, engine=engine, guide=GUIDE, clock=clock or frozen)
         built = build_application(deps, DEFAULT_TOKEN, policy=policy, dispatch=dispatch)

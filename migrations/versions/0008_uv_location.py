@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-# TODO(merge): "0007" once the branches adding 0006 and 0007 are merged.
-down_revision: str | None = "0005"
+# TODO(merge): "0007" once the branch adding 0007 is merged (0006 is on main).
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

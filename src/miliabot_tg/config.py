@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # Open-Meteo's forecast API, for the UV index on sunscreen reminders and outdoor mode.
     uv_api_url: str = "https://api.open-meteo.com"
     uv_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+    # One user's updates beyond this many in this many seconds are dropped (one "slow down").
+    flood_limit: int = Field(default=20, ge=1)
+    flood_window_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("api_url", "uv_api_url")
     @classmethod
