@@ -374,3 +374,27 @@ def test_zone_cities_have_coordinates() -> None:
 
 def test_uv_line_format() -> None:
     assert re.fullmatch(r"UV up to \d+ today, strongest \d\d:\d\d–\d\d:\d\d", UV_LINE)
+
+
+@pytest.mark.parametrize("how", ["settings", "forget"])
+async def test_a_deleted_location_is_not_used_from_memory(
+    bot: Harness, uv: UvStandIn, how: str
+) -> None:
+    await keep_lisbon(bot)
+    await bot.say("/remind sunscreen 10:00 daily")
+    bot.clock.now = datetime(2026, 11, 26, 9, 45, tzinfo=UTC)
+    assert bot.uv is not None
+    await bot.uv.prefetch()  # the place and its forecast are in memory now
+    if how == "settings":
+        await bot.say("/settings")
+        await bot.press("📍 Delete my UV location")
+    else:
+        await bot.say("/forget")
+        await bot.press("Yes, delete my data")
+        await bot.say("/start")
+        await bot.say("/remind sunscreen 10:00 daily")
+    bot.clock.now = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    assert await bot.dispatcher.run_cycle() == 1
+    sent = bot.standin.last(USER)
+    assert sent is not None and sent.plain.startswith("☀️ Time for sunscreen!")
+    assert "UV" not in sent.plain

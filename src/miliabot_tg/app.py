@@ -199,6 +199,7 @@ def build_application(
         paid=paid_bot is not None,
     )
     deps = replace(deps, wake=dispatcher.wake, wake_broadcasts=broadcaster.wake)
+    deps = replace(deps, forget_place=lambda user_id: uv_service.remember(user_id, None))
     # Order matters: the reminder handlers take locations and typed answers they asked for
     # before the guide's catch-alls (text search, unknown commands, "I can only read text").
     inbound.register(app)  # a handler group before everything, even recording the visit

@@ -156,7 +156,8 @@ def places_due_soon(*, session: Session, now: datetime, within: timedelta) -> di
     )
     waiting = located.join(Occurrence, col(Occurrence.reminder_id) == col(Reminder.id)).where(
         col(Reminder.kind).in_((ReminderKind.SUNSCREEN.value, REAPPLY)),
-        col(Occurrence.status).in_(_WAITING),
+        # Being sent right now counts too: the dispatcher reads the place as it sends.
+        col(Occurrence.status).in_((*_WAITING, OccurrenceStatus.SENDING.value)),
         col(Occurrence.due_at) <= until,
     )
     places: dict[int, Place] = {}

@@ -33,7 +33,6 @@ PREFETCH_EVERY: Final = timedelta(minutes=10)
 # A reply waits at most this long for a forecast it has not cached, then does without.
 REPLY_DEADLINE: Final = 2.0
 PARALLEL_FETCHES: Final = 4
-MAX_PLACES: Final = 100_000
 
 
 def day_of(forecast: Forecast | None, when: datetime) -> DayUv | None:
@@ -72,9 +71,8 @@ class UvService:
             self.engine,
             lambda s: outdoors.places_due_soon(session=s, now=now, within=PREFETCH_AHEAD),
         )
-        if len(self._places) > MAX_PLACES:
-            self._places.clear()
-        self._places.update(places)
+        # Replaced, not added to: a place deleted since, or no longer needed, is dropped.
+        self._places = places
         keys = {rounded(p.latitude, p.longitude) for p in places.values()}
         limit = asyncio.Semaphore(PARALLEL_FETCHES)
 

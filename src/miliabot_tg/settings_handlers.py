@@ -95,6 +95,7 @@ class SettingsHandlers:
                 return self._view(session, user.id)
 
             view = await self.deps.write(user.id, forget_location)
+            self.deps.forget_place(user.id)
             await query.answer(LOCATION_DELETED)
             if view is not None:
                 await show_in_place(update, *st.settings_view(view))
