@@ -44,3 +44,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.broadcasts during
 	$(BIN)/python -m bench.broadcasts memory
 	$(BIN)/python -m bench.flood
+	$(BIN)/python -m bench.search
