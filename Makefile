@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint run console migrate bench clean
+.PHONY: install test lint run console migrate bench clean soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.flood
 	$(BIN)/python -m bench.search
 	$(BIN)/python -m bench.webhook
+
+# The robustness suite at full size (tests/robustness), ending in one JSON line of figures;
+# needs PostgreSQL. `make test` runs the same suite at CI size.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
