@@ -39,7 +39,9 @@ NEWS = "Soak news 📣"
 FIRST_USER = 50_000
 
 
-def _seed(url: str) -> tuple[int, set[int], set[int], set[int]]:
+def _seed(
+    url: str, reminders: int = REMINDERS, recipients: int = RECIPIENTS
+) -> tuple[int, set[int], set[int], set[int]]:
     """Users with one due reminder each; the first RECIPIENTS have announcements on.
 
     Returns the broadcast id, the users due within grace, those overdue beyond it, and the
@@ -48,15 +50,15 @@ def _seed(url: str) -> tuple[int, set[int], set[int], set[int]]:
     engine = make_engine(url)
     migrate(engine)
     now = utcnow()
-    users = range(FIRST_USER, FIRST_USER + max(REMINDERS, RECIPIENTS))
-    overdue = {u for u in users[:REMINDERS] if u % 10 == 0}
+    users = range(FIRST_USER, FIRST_USER + max(reminders, recipients))
+    overdue = {u for u in users[:reminders] if u % 10 == 0}
     with new_session(engine) as session:
         for user_id in users:
             repo.touch_user(
                 session=session, user_id=user_id, first_name="U", language_code="en", now=now
             )
         session.commit()
-        for user_id in users[:REMINDERS]:
+        for user_id in users[:reminders]:
             spec = parse_remind("sunscreen 08:30 daily", today=now.date())
             reminder = repo.add_reminder(
                 session=session, user_id=user_id, spec=spec, now=now, default_key="UTC"
@@ -66,13 +68,13 @@ def _seed(url: str) -> tuple[int, set[int], set[int], set[int]]:
             session.add(reminder)
         session.commit()
     with engine.begin() as conn:
-        for user_id in users[RECIPIENTS:]:
+        for user_id in users[recipients:]:
             store.set_announcements(conn, user_id, False, now)
         broadcast_id = store.create_draft(conn, created_by=0, now=now, text=NEWS)
     store.start(engine, broadcast_id, now, "UTC")
     engine.dispose()
-    due = set(users[:REMINDERS]) - overdue
-    return broadcast_id, due, overdue, set(users[:RECIPIENTS])
+    due = set(users[:reminders]) - overdue
+    return broadcast_id, due, overdue, set(users[:recipients])
 
 
 async def _trial(url: str, tmp_path: Path, processes: int, seed: int) -> None:
