@@ -78,12 +78,12 @@ async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
     reminders, news = counts()
     engine = make_engine(url)
     with engine.connect() as conn:
-        occurrences = dict(
+        occurrences: dict[str, int] = dict(
             conn.execute(
                 select(OCCURRENCES.c.status, func.count()).group_by(OCCURRENCES.c.status)
             ).all()
         )
-        deliveries = dict(
+        deliveries: dict[str, int] = dict(
             conn.execute(
                 select(DELIVERIES.c.status, func.count())
                 .where(DELIVERIES.c.broadcast_id == broadcast_id)
