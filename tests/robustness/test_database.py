@@ -21,7 +21,7 @@ from miliabot_tg.dispatch import DispatchPolicy
 from miliabot_tg.paths import bundled_dir
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
 from tests.robustness.results import record, size
-from tests.robustness.test_crashes import NEWS, _seed
+from tests.robustness.test_crashes import NEWS, _seed, until
 from tests.stalling_proxy import stalling_proxy
 from tests.test_processes import _env, _start_bot
 
@@ -78,7 +78,7 @@ async def test_a_stopped_postgres_during_dispatch_and_broadcast_loses_nothing(
                 await asyncio.sleep(OUTAGE_SECONDS)
                 assert bot.returncode is None, "the bot keeps running"
                 proxy.resume(reset=True)
-                await standin.wait_for(finished, timeout=300)
+                await until(finished, timeout=300)
                 await standin.settle(quiet=1.0)
             finally:
                 bot.send_signal(signal.SIGTERM)

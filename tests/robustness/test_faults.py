@@ -20,7 +20,7 @@ from miliabot_tg.db import make_engine
 from miliabot_tg.dispatch import OCCURRENCES, DispatchPolicy
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
 from tests.robustness.results import record, size
-from tests.robustness.test_crashes import NEWS, _seed
+from tests.robustness.test_crashes import NEWS, _seed, until
 from tests.test_processes import _env, _start_bot
 
 RETRY_AFTER = size(3, 30)
@@ -67,7 +67,7 @@ async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
             for _ in range(SPRINKLED):
                 await asyncio.sleep(0.5)
                 standin.fail_next("sendMessage", status=502, count=2)
-            await standin.wait_for(finished, timeout=240 + RETRY_AFTER)
+            await until(finished, timeout=240 + RETRY_AFTER)
             await standin.settle(quiet=1.0)
         finally:
             bot.send_signal(signal.SIGTERM)
