@@ -117,3 +117,80 @@ async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
     # No storm: every request is a delivery, an injected fault, or one of a batch that was
     # on the wire when a fault came back (each fault can fail at most what is in flight).
     assert extra <= policy.concurrency, (len(sends), delivered, injected)
+
+
+async def test_after_telegram_refused_connections_for_a_while_everything_arrives(
+    tmp_path: Path,
+) -> None:
+    # CI: 5 s of connection refused; `make soak`: 60 s.
+    outage = size(5, 60)
+    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    _, due, overdue, recipients = _seed(url, reminders=400, recipients=400)
+    standin = StandIn(global_rate=None, chat_rate=None)
+    await standin.start()
+    port = int(standin.api_root.rsplit(":", 1)[1])
+
+    def counts() -> tuple[dict[int, int], dict[int, int]]:
+        reminders: dict[int, int] = {}
+        news: dict[int, int] = {}
+        for user_id in due | overdue | recipients:
+            for message in standin.chat(user_id):
+                into = news if NEWS in message.plain else reminders
+                into[user_id] = into.get(user_id, 0) + 1
+        return reminders, news
+
+    def finished() -> bool:
+        reminders, news = counts()
+        return set(reminders) >= due and set(news) >= recipients
+
+    standin.delay("sendMessage", 0.02)
+    env = _env(
+        MILIABOT_TOKEN=DEFAULT_TOKEN,
+        MILIABOT_API_URL=standin.api_root,
+        MILIABOT_DATABASE_URL=url,
+        MILIABOT_GLOBAL_RATE="10000",
+    )
+    bot = await _start_bot(env, tmp_path)
+    try:
+        total = len(due) + len(recipients)
+        await until(lambda: len(standin.calls_to("sendMessage")) >= total // 4, 120, every=0.02)
+        await standin.stop()  # connection refused from now on
+        await asyncio.sleep(outage)
+        assert bot.returncode is None, "the bot keeps running"
+        calls_before = len(standin.calls)
+        await standin.start(port=port)
+        back = asyncio.get_running_loop().time()
+        await until(finished, timeout=300)
+        await standin.settle(quiet=1.0)
+        elapsed = asyncio.get_running_loop().time() - back
+    finally:
+        bot.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(bot.communicate(), timeout=60)
+        await standin.stop()
+    assert bot.returncode == 0, stderr.decode()[-3000:]
+    reminders, news = counts()
+    lost = len(due - set(reminders)) + len(recipients - set(news))
+    delivered = sum(reminders.values()) + sum(news.values())
+    duplicates = delivered - len(reminders) - len(news)
+    after = standin.calls[calls_before:]
+    sends_after = [c for c in after if c.method == "sendMessage"]
+    others_after = len(after) - len(sends_after)
+    record(
+        "telegram unreachable",
+        trials=1,
+        outage_seconds=outage,
+        delivered=delivered,
+        lost=lost,
+        duplicates=duplicates,
+        requests_after_outage=len(after),
+        other_requests_after_outage=others_after,
+    )
+    assert lost == 0
+    assert not overdue & set(reminders)
+    policy = DispatchPolicy()
+    assert duplicates <= 2 * (policy.concurrency + policy.flush_every)
+    # No storm: after the outage, sends are the messages still to go (plus any the outage
+    # cut off on the wire), and the rest is polling: at most a few requests a second.
+    sent_before = sum(1 for c in standin.calls[:calls_before] if c.method == "sendMessage" and c.ok)
+    assert len(sends_after) <= total - sent_before + policy.concurrency
+    assert others_after <= 10 + 5 * elapsed, others_after
