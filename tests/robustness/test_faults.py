@@ -19,6 +19,7 @@ from miliabot_tg.broadcasts import DELIVERIES
 from miliabot_tg.db import make_engine
 from miliabot_tg.dispatch import OCCURRENCES, DispatchPolicy
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
+from miliabot_tg.standin.records import Call
 from tests.robustness.results import record, size
 from tests.robustness.test_crashes import NEWS, _seed, until
 from tests.test_processes import _env, _start_bot
@@ -99,6 +100,18 @@ async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
     inside = [c for c in sends if limited.at + 0.5 < c.at < limited.at + RETRY_AFTER - 0.1]
     policy = DispatchPolicy()
     extra = len(sends) - delivered - injected
+
+    # Back-off: a message whose send failed with a 5xx is tried again 5 s later at the
+    # earliest (a user's reminder and the broadcast to them are two messages).
+    def item(call: Call) -> tuple[object, bool]:
+        return call.params.get("chat_id"), NEWS in str(call.params.get("text"))
+
+    gaps = []
+    for i, call in enumerate(sends):
+        if call.status in (500, 502):
+            later = [c.at for c in sends[i + 1 :] if item(c) == item(call)]
+            if later:
+                gaps.append(later[0] - call.at)
     record(
         "bot api faults",
         trials=1,
@@ -109,11 +122,15 @@ async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
         injected_faults=injected,
         extra_requests=extra,
         sends_inside_retry_after=len(inside),
+        retried_after_5xx=len(gaps),
+        shortest_retry_ms=int(1000 * min(gaps, default=0)),
     )
     assert lost == 0
     assert occurrences == {"sent": len(due), "missed": len(overdue)}
     assert deliveries == {"sent": len(recipients)}
     assert inside == [], "retry_after honoured"
+    assert gaps, "5xx sends were retried"
+    assert min(gaps) >= 4.5, "retries back off (5 s, 10 s, ...)"
     # No storm: every request is a delivery, an injected fault, or one of a batch that was
     # on the wire when a fault came back (each fault can fail at most what is in flight).
     assert extra <= policy.concurrency, (len(sends), delivered, injected)
