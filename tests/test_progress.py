@@ -1,9 +1,14 @@
 """Progress policy: what each outcome counts as, 7- and 30-day counts, forgiving streaks."""
 
+import asyncio
+import struct
+import subprocess
+import sys
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
+from miliabot_tg import charts
 from miliabot_tg.progress import (
     Mark,
     Record,
@@ -222,3 +227,85 @@ def test_a_daily_reminder_done_every_day_across_a_dst_change_is_one_unbroken_str
     )
     assert (found.current_streak, found.best_streak) == (days, days)
     assert found.week.done == 7
+
+
+# --- the chart -------------------------------------------------------------------------------
+
+
+def _history(days: int = 84) -> list[Record]:
+    marks = ["done", "done", "skipped", "done", "missed", "done", "done"]
+    return [
+        Record(1, _local(TODAY - timedelta(days=d)), marks[d % 7], int(d % 5 == 0))
+        for d in range(days)
+    ]
+
+
+def test_the_calendar_lays_out_twelve_weeks_monday_first_ending_this_week() -> None:
+    found = reminder_progress(SUN, _history(), BERLIN, TODAY)
+    drawn = charts.panel(found, TODAY, "Sunscreen")
+    assert len(drawn.cells) == 7 and all(len(row) == 12 for row in drawn.cells)
+    # 2026-11-26 is a Thursday: the last column stops there; later days are not drawn.
+    assert drawn.today == (3, 11)
+    assert [row[11] for row in drawn.cells][4:] == [-1, -1, -1]
+    assert charts.first_monday(TODAY) == date(2026, 9, 7)
+    order = list(charts.COLOURS)
+    assert drawn.cells[3][11] == order.index(found.days[TODAY])
+    labels = charts.week_labels(TODAY)
+    assert labels[11] == "23 Nov" and labels[10] == "" and labels[0] == ""
+
+
+@pytest.mark.parametrize("reminders", [1, 2, 3, 7])
+def test_the_chart_is_a_png_for_any_number_of_reminders(reminders: int) -> None:
+    tracked = [Tracked(i, "custom", f"thing {i}", paused=False) for i in range(1, reminders + 1)]
+    records = [
+        Record(r.reminder_id, rec.scheduled_for, rec.status, rec.snoozes)
+        for r in tracked
+        for rec in _history()
+    ]
+    found = progress(tracked, records, BERLIN, _local(TODAY, 20))
+    png = charts.render(found, [r.label for r in tracked], "Your last 12 weeks")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", png[16:24])
+    assert 400 <= width <= 1280 and 300 <= height <= 1280, "a phone-sized picture"
+
+
+def test_the_colours_differ_for_every_outcome_and_the_card_is_not_transparent() -> None:
+    shown = [charts.COLOURS[mark] for mark, _ in charts.LEGEND]
+    assert len(set(shown)) == len(shown)
+    assert charts.CARD.startswith("#") and len(charts.CARD) == 7  # opaque, mid-tone
+    lightness = sum(int(charts.CARD[i : i + 2], 16) for i in (1, 3, 5)) / (3 * 255)
+    assert 0.2 < lightness < 0.6
+
+
+async def test_renders_are_limited_and_run_off_the_event_loop() -> None:
+    found = progress([SUN], _history(), BERLIN, _local(TODAY, 20))
+    running = 0
+    most = 0
+    original = charts.render
+
+    def counting(*args: object) -> bytes:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            return original(*args)  # type: ignore[arg-type]
+        finally:
+            running -= 1
+
+    charts_render, charts.render = charts.render, counting  # type: ignore[assignment]
+    try:
+        results = await asyncio.gather(
+            *(charts.render_png(found, ["Sunscreen"], "t") for _ in range(5))
+        )
+    finally:
+        charts.render = charts_render
+    assert all(r.startswith(b"\x89PNG") for r in results)
+    assert most <= charts.MAX_RENDERS
+
+
+def test_starting_the_bot_does_not_import_matplotlib() -> None:
+    code = "import sys, miliabot_tg.app; print('matplotlib' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"
