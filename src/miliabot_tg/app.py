@@ -18,6 +18,8 @@ from miliabot_tg.broadcaster import Broadcaster, BroadcastPolicy
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
 from miliabot_tg.pacing import Pacer
+from miliabot_tg.progress_handlers import ProgressHandlers, WeeklySummary
+from miliabot_tg.progress_store import WEEKLY
 from miliabot_tg.reminders.handlers import ReminderHandlers
 from miliabot_tg.settings_handlers import SettingsHandlers
 from miliabot_tg.stats_handlers import StatsHandlers
@@ -147,6 +149,7 @@ def build_application(
         # A bot that dispatches stops sending once it is shutting down; one driven by hand
         # (benchmarks, the console) has no running state to consult.
         keep_going=(lambda: app.running) if dispatch else (lambda: True),
+        renderers={WEEKLY: WeeklySummary(engine=deps.engine, default_tz=settings.default_tz)},
     )
     broadcaster = Broadcaster(
         bot=paid_bot or app.bot,
@@ -166,6 +169,7 @@ def build_application(
     # before the guide's catch-alls (text search, unknown commands, "I can only read text").
     ReminderHandlers(deps).register(app)
     SettingsHandlers(deps).register(app)
+    ProgressHandlers(deps).register(app)
     StatsHandlers(deps).register(app)  # operators only; anyone else's /stats is unknown
     AnnouncementHandlers(deps).register(app)
     BroadcastHandlers(deps).register(app)

@@ -9,6 +9,7 @@ from miliabot_tg.models import (
     Occurrence,
     OccurrenceStatus,
     Reminder,
+    ReminderKind,
     User,
     UserPreferences,
     UserStatus,
@@ -303,8 +304,12 @@ def add_reminder(
 
 
 def list_reminders(*, session: Session, user_id: int) -> list[Reminder]:
-    """Return the user's reminders, oldest first."""
-    query = select(Reminder).where(col(Reminder.user_id) == user_id).order_by(col(Reminder.id))
+    """Return the user's reminders, oldest first (not the hidden weekly summary)."""
+    query = (
+        select(Reminder)
+        .where(col(Reminder.user_id) == user_id, col(Reminder.kind) != ReminderKind.WEEKLY.value)
+        .order_by(col(Reminder.id))
+    )
     return list(session.exec(query))
 
 

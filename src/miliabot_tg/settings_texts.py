@@ -3,6 +3,7 @@
 Callback data (all well under Telegram's 64 bytes):
 
 * ``set:ann:off`` / ``set:ann:on``: announcements off or on; the message is redrawn;
+* ``set:week:off`` / ``set:week:on``: the weekly progress summary off or on; redrawn too;
 * ``set:quiet``: show quiet hours and how to change them (what /quiet shows);
 * ``tz:loc``: the /timezone flow's own "tell me your timezone" button, reused as it is;
 * ``rm:list:0``: the /reminders list, reused as it is.
@@ -21,6 +22,8 @@ from miliabot_tg.schedule import QuietHours, describe_quiet
 CB_SETTINGS: Final = "set:"
 CB_ANN_OFF: Final = "set:ann:off"
 CB_ANN_ON: Final = "set:ann:on"
+CB_WEEK_OFF: Final = "set:week:off"
+CB_WEEK_ON: Final = "set:week:on"
 CB_QUIET: Final = "set:quiet"
 CB_TIMEZONE: Final = CB_ZONE_LOCATION
 CB_REMINDERS: Final = f"{CB_LIST}list:0"
@@ -41,6 +44,7 @@ class SettingsView:
     quiet: QuietHours | None
     reminders: int
     all_paused: bool
+    weekly: bool = True  # the weekly progress summary (on unless turned off)
 
 
 def settings_view(view: SettingsView) -> tuple[str, InlineKeyboardMarkup]:
@@ -64,7 +68,8 @@ def settings_view(view: SettingsView) -> tuple[str, InlineKeyboardMarkup]:
         "Your reminders come either way.</i>\n\n"
         f"{zone_line}\n"
         f"🌙 Quiet hours: {quiet}\n"
-        f"⏰ Reminders: {reminders}"
+        f"⏰ Reminders: {reminders}\n"
+        f"📊 Weekly summary: <b>{'on' if view.weekly else 'off'}</b>, Sundays at 19:00"
     )
     switch = (
         InlineKeyboardButton("🔕 Turn announcements off", callback_data=CB_ANN_OFF)
@@ -79,6 +84,11 @@ def settings_view(view: SettingsView) -> tuple[str, InlineKeyboardMarkup]:
                 InlineKeyboardButton("🌙 Quiet hours", callback_data=CB_QUIET),
             ],
             [InlineKeyboardButton("⏰ My reminders", callback_data=CB_REMINDERS)],
+            [
+                InlineKeyboardButton("📊 Turn weekly summary off", callback_data=CB_WEEK_OFF)
+                if view.weekly
+                else InlineKeyboardButton("📊 Turn weekly summary on", callback_data=CB_WEEK_ON)
+            ],
         ]
     )
     return text, keyboard

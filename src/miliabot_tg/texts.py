@@ -24,6 +24,7 @@ COMMANDS = (
     BotCommand("timezone", "Set your timezone"),
     BotCommand("quiet", "Quiet hours: no reminders at night"),
     BotCommand("stop", "Pause all reminders"),
+    BotCommand("progress", "Your streaks and a 12-week calendar"),
     BotCommand("settings", "Announcements, timezone and quiet hours"),
     BotCommand("privacy", "What I store and why"),
     BotCommand("forget", "Delete everything I store about you"),
@@ -73,6 +74,7 @@ def help_text() -> str:
         "/timezone: set your timezone, e.g. <code>/timezone Lisbon</code>\n"
         "/quiet: quiet hours, e.g. <code>/quiet 22:00-07:00</code> or <code>/quiet off</code>\n"
         "/stop: pause all reminders (/start offers to resume)\n"
+        "/progress: your streaks and a calendar of the last 12 weeks\n"
         "/settings: announcements on or off, timezone and quiet hours, with buttons\n\n"
         "/privacy: what I store about you and why\n"
         "/forget: delete everything I store about you\n"
