@@ -89,3 +89,18 @@ def test_reminders_during_broadcast_benchmark_reports_lateness() -> None:
     figures = _run("bench.broadcasts", "during")
     assert set(figures) == {"during_broadcast_p99_s", "during_broadcast_max_s"}
     assert figures["during_broadcast_p99_s"] <= figures["during_broadcast_max_s"] < 60
+
+
+def test_chart_benchmark_reports_render_times(tmp_path: Path) -> None:
+    out = tmp_path / "chart.png"
+    figures = _run("bench.charts", "--out", str(out))
+    assert set(figures) == {
+        "renders",
+        "chart_first_ms",
+        "chart_p50_ms",
+        "chart_p99_ms",
+        "chart_cpu_p50_ms",
+        "png_kib",
+    }
+    assert figures["chart_p50_ms"] <= figures["chart_p99_ms"] < 60_000
+    assert out.read_bytes().startswith(b"\x89PNG")

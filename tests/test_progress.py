@@ -269,6 +269,13 @@ def test_the_chart_is_a_png_for_any_number_of_reminders(reminders: int) -> None:
     assert 400 <= width <= 1280 and 300 <= height <= 1280, "a phone-sized picture"
 
 
+def test_labels_are_drawn_as_typed_never_as_math() -> None:
+    odd = Tracked(1, "custom", r"$\frac{a}{$ serum $$ 50% \\", paused=False)
+    found = progress([odd], _history(), BERLIN, _local(TODAY, 20))
+    png = charts.render(found, [odd.label], "Your last 12 weeks")
+    assert png.startswith(b"\x89PNG")
+
+
 def test_the_colours_differ_for_every_outcome_and_the_card_is_not_transparent() -> None:
     shown = [charts.COLOURS[mark] for mark, _ in charts.LEGEND]
     assert len(set(shown)) == len(shown)

@@ -253,7 +253,8 @@ def _reschedule_all(
         reminder.next_due_at = upcoming
         reminder.updated_at = now
         session.add(reminder)
-    return reminders
+    # Moved like the rest, but not one of "your reminders" to count or show.
+    return [r for r in reminders if r.kind != ReminderKind.WEEKLY.value]
 
 
 def _refresh_next_due(
