@@ -58,6 +58,7 @@ async def test_command_menu_is_published_at_start_up(bot: Harness) -> None:
         "progress",
         "settings",
         "privacy",
+        "mydata",
         "forget",
         "start",
     ]

@@ -229,3 +229,28 @@ async def test_the_weekly_summary_is_not_sent_again_after_a_restart(
         await second.dispatcher.run_cycle()
         assert _photos(second, USER) == []
         assert second.failures() == []
+
+
+# --- /mydata ---------------------------------------------------------------------------------
+
+
+async def test_mydata_shows_the_history_behind_progress_and_forget_empties_it(
+    bot: Harness,
+) -> None:
+    sun = await _user_with_reminder(bot, USER, BERLIN)
+    await _user_with_reminder(bot, USER, BERLIN, "<i>oil</i> 21:00 daily")
+    _history(bot, sun, USER, BERLIN, MONDAY, MONDAY + timedelta(days=1))
+    (shown,) = await bot.say("/mydata")
+    assert shown.plain.startswith("📄 What I store about you")
+    assert "Timezone: Europe/Berlin" in shown.plain
+    assert "Reminders: 2" in shown.plain and "<i>oil</i>" in shown.plain
+    assert "Weekly summary: on" in shown.plain
+    assert "Reminder history (behind /progress): 2 outcome(s) since 2026-11-23" in shown.plain
+    assert "done 2" in shown.plain
+    assert "kept 400 days" in shown.plain
+
+    await bot.say("/forget")
+    await bot.press("Yes, delete my data")
+    (after,) = await bot.say("/mydata")
+    assert "Reminders: 0" in after.plain
+    assert "Reminder history (behind /progress): nothing yet" in after.plain

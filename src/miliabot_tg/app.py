@@ -17,6 +17,7 @@ from miliabot_tg.broadcast_handlers import BroadcastHandlers
 from miliabot_tg.broadcaster import Broadcaster, BroadcastPolicy
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
+from miliabot_tg.mydata import MyDataHandlers
 from miliabot_tg.pacing import Pacer
 from miliabot_tg.progress_handlers import ProgressHandlers, WeeklySummary
 from miliabot_tg.progress_store import WEEKLY
@@ -170,6 +171,7 @@ def build_application(
     ReminderHandlers(deps).register(app)
     SettingsHandlers(deps).register(app)
     ProgressHandlers(deps).register(app)
+    MyDataHandlers(deps).register(app)
     StatsHandlers(deps).register(app)  # operators only; anyone else's /stats is unknown
     AnnouncementHandlers(deps).register(app)
     BroadcastHandlers(deps).register(app)
