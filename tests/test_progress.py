@@ -9,8 +9,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 
 from miliabot_tg import charts
+from miliabot_tg import progress_texts as pt
 from miliabot_tg.progress import (
     Mark,
+    Progress,
     Record,
     Tally,
     Tracked,
@@ -316,3 +318,32 @@ def test_starting_the_bot_does_not_import_matplotlib() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "False"
+
+
+# --- the caption -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weekly", [False, True])
+def test_the_caption_fits_telegrams_1024_characters_however_many_reminders(weekly: bool) -> None:
+    tracked = [Tracked(i, "custom", "<&>" * 21 + str(i), paused=i % 2 == 0) for i in range(50)]
+    records = [
+        Record(r.reminder_id, rec.scheduled_for, rec.status, 0)
+        for r in tracked
+        for rec in _history(10)
+    ]
+    found = progress(tracked, records, BERLIN, _local(TODAY, 20))
+    text = pt.caption(found, weekly=weekly)
+    assert len(text) <= pt.MAX_CAPTION
+    assert "…and " in text and "more" in text
+    assert "<&>" not in text and "&lt;&amp;&gt;" in text, "labels are escaped"
+    shown = text.count("\n\n") - (1 if weekly else 0)
+    assert 2 <= shown < 50
+
+
+def test_the_caption_says_streaks_and_counts_in_words() -> None:
+    found = reminder_progress(SUN, _history(30), BERLIN, TODAY)
+    block = pt.caption(Progress(TODAY, (found,)))
+    assert block.startswith("📈 <b>Your last 12 weeks</b>\n\n☀️ <b>Sunscreen</b>: ")
+    assert "Sunscreen</b>: 🔥 2 days in a row (best 4)\n" in block
+    assert "7 days: 5/7 done, 2 after a snooze, 1 skipped, 1 missed · " in block
+    assert "30 days: 22/30 done, 5 after a snooze, 4 skipped, 4 missed" in block

@@ -5,12 +5,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlmodel import col, select
 
 from miliabot_tg import progress_store, repo, texts
 from miliabot_tg import progress_texts as pt
-from miliabot_tg.db import new_session
-from miliabot_tg.models import Occurrence, Reminder
+from miliabot_tg.db import alembic_config, make_engine, new_session
+from miliabot_tg.dispatch import Claimed, Rendered
+from miliabot_tg.models import Occurrence, Reminder, User, UserPreferences
 from miliabot_tg.standin import BotMessage
 from miliabot_tg.timezones import zone_from_key
 from tests.harness import USER, Harness, running_bot
@@ -254,3 +256,89 @@ async def test_mydata_shows_the_history_behind_progress_and_forget_empties_it(
     (after,) = await bot.say("/mydata")
     assert "Reminders: 0" in after.plain
     assert "Reminder history (behind /progress): nothing yet" in after.plain
+
+
+# --- the engine's side ------------------------------------------------------------------------
+
+
+async def test_a_summary_that_cannot_be_drawn_is_retried_not_lost(bot: Harness) -> None:
+    sun = await _user_with_reminder(bot, USER, BERLIN)
+    _history(bot, sun, USER, BERLIN, MONDAY)
+    working = bot.dispatcher.renderers[progress_store.WEEKLY]
+    calls = 0
+
+    async def broken(item: Claimed) -> Rendered | None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("the chart library fell over")
+
+    bot.dispatcher.renderers = {progress_store.WEEKLY: broken}
+    bot.clock.now = _at(SUNDAY, 19, 0, BERLIN)
+    await bot.dispatcher.run_cycle()
+    assert calls == 1 and _photos(bot, USER) == []
+    weekly = _weekly(bot, USER)
+    assert weekly is not None
+    with new_session(bot.engine) as session:
+        (waiting,) = session.exec(
+            select(Occurrence).where(col(Occurrence.reminder_id) == weekly.id)
+        ).all()
+    assert waiting.status == "pending" and waiting.due_at > bot.clock.now
+
+    bot.dispatcher.renderers = {progress_store.WEEKLY: working}
+    bot.clock.now = waiting.due_at
+    await bot.dispatcher.run_cycle()
+    assert len(_photos(bot, USER)) == 1
+
+
+def test_the_migration_gives_the_weekly_summary_to_people_who_had_reminders(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url)
+    config = alembic_config(engine)
+    command.upgrade(config, "0005")
+    now = datetime.now(UTC)
+    users = [
+        (1, "Europe/Berlin", True, False),  # reminders: gets it
+        (2, None, True, True),  # reminders, all paused: gets it, asleep
+        (3, "Asia/Tokyo", False, False),  # no reminders: nothing
+    ]
+    with engine.begin() as conn:
+        for user_id, zone, has_reminder, paused in users:
+            conn.execute(
+                User.__table__.insert().values(  # type: ignore[attr-defined]
+                    id=user_id, timezone=zone, status="active", first_seen=now, last_seen=now
+                )
+            )
+            conn.execute(
+                UserPreferences.__table__.insert().values(  # type: ignore[attr-defined]
+                    user_id=user_id, reminders_paused=paused, updated_at=now
+                )
+            )
+            if has_reminder:
+                conn.execute(
+                    Reminder.__table__.insert().values(  # type: ignore[attr-defined]
+                        user_id=user_id,
+                        kind="sunscreen",
+                        label="sunscreen",
+                        rule="08:30|daily",
+                        paused=False,
+                        next_due_at=now + timedelta(hours=1),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+    command.upgrade(config, "head")
+    with new_session(engine) as session:
+        berlin = progress_store.weekly_row(session=session, user_id=1)
+        asleep = progress_store.weekly_row(session=session, user_id=2)
+        none = progress_store.weekly_row(session=session, user_id=3)
+    assert berlin is not None and not berlin.paused and berlin.next_due_at is not None
+    local = berlin.next_due_at.astimezone(zone_from_key(BERLIN))
+    assert (local.weekday(), local.hour, local.minute) == (6, 19, 0)
+    assert now < berlin.next_due_at <= now + timedelta(days=7)
+    assert asleep is not None and asleep.next_due_at is None
+    assert none is None
+    command.downgrade(config, "0005")
+    with new_session(engine) as session:
+        assert progress_store.weekly_row(session=session, user_id=1) is None
+    engine.dispose()
