@@ -43,4 +43,5 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.broadcasts pacing
 	$(BIN)/python -m bench.broadcasts during
 	$(BIN)/python -m bench.broadcasts memory
+	$(BIN)/python -m bench.flood
 	$(BIN)/python -m bench.charts

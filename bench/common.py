@@ -8,7 +8,6 @@ import math
 import os
 import platform
 import random
-import resource
 import sys
 import tempfile
 import uuid
@@ -21,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, func, insert, select
 
+from bench.procfs import own_peak_rss_kib
 from miliabot_tg.models import Occurrence, Reminder, User, UserPreferences
 from miliabot_tg.schedule import (
     DAILY,
@@ -81,8 +81,8 @@ def machine() -> str:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own peak resident set size so far (VmHWM; see bench.procfs)."""
+    return own_peak_rss_kib() / 1024
 
 
 def percentile(values: Sequence[float], q: float) -> float:

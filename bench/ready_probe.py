@@ -6,7 +6,8 @@ built the application, called getMe, run post_init (setMyCommands, dispatcher st
 the JobQueue), started polling and the JobQueue, and the dispatcher has looked at the
 database once. The only change is a wrapper around `Dispatcher.run_cycle` that prints one
 JSON line on stdout the first time it returns: CLOCK_MONOTONIC timestamps (comparable with
-the parent's, Linux's monotonic clock is system-wide) and the peak RSS so far.
+the parent's, Linux's monotonic clock is system-wide) and this process's own peak RSS so far
+(``VmHWM``; ``ru_maxrss`` would carry over the parent's size, see `bench.procfs`).
 
 Used by `bench.startup` as a child process; not a benchmark of its own.
 """
@@ -16,10 +17,10 @@ import time
 _STARTED = time.monotonic()
 
 import json  # noqa: E402 (the first timestamp is taken before any import)
-import resource  # noqa: E402
 import sys  # noqa: E402
 
 import miliabot_tg.app  # noqa: E402, F401 (cli imports it late; imported here to time imports)
+from bench.procfs import own_peak_rss_kib  # noqa: E402
 from miliabot_tg.cli import main  # noqa: E402
 from miliabot_tg.dispatch import Dispatcher  # noqa: E402
 
@@ -37,7 +38,7 @@ async def _run_cycle(self: Dispatcher) -> int:
             "probe_started_at": _STARTED,
             "imported_at": _IMPORTED,
             "ready_at": time.monotonic(),
-            "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "rss_kib": own_peak_rss_kib(),
             "attempted": attempted,
         }
         sys.stdout.write(json.dumps(report) + "\n")

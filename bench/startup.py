@@ -10,12 +10,13 @@ Each run copies the file and starts a fresh ``python -m bench.ready_probe``, whi
 ``miliabot run`` unchanged plus a report when the dispatcher's first cycle returns (see
 that module for what "ready" covers), against the Bot API stand-in running in this
 process. Seconds are counted from just before the child is spawned, so they include the
-interpreter's start and every import. Peak RSS is the child's own ``ru_maxrss`` at that
-moment.
+interpreter's start and every import. Peak RSS is the child's own peak at that moment,
+``VmHWM`` from its /proc/self/status (not ``ru_maxrss``, which on Linux starts from the size
+of the process that forked it: here, one that may just have built the million-row file).
 
 Beside it, `bench.timerbot_baseline` (the pattern of PTB's timerbot example: one JobQueue
 job per reminder, loaded from the database at start-up) reads the first 100,000 active
-reminders of the same file.
+reminders of the same file; its memory is measured the same way.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ reminders with the ORM and calls ``job_queue.run_daily`` for each time of a week
 
 It is ready when a ``run_once(..., 0)`` job queued after all the others runs: by then the
 JobQueue's scheduler has taken every job. It then prints one JSON line on stdout, like
-`bench.ready_probe`. Reminders are loaded in id order, paused ones skipped, up to --limit.
+`bench.ready_probe`, with the same memory figure: this process's own peak RSS (``VmHWM``).
+Reminders are loaded in id order, paused ones skipped, up to --limit.
 (The example's ``remove_job_if_exists`` scans every job by name; calling it per reminder at
 load time would make loading quadratic, so this baseline leaves it out and is kinder to the
 pattern than a literal copy.)
@@ -21,7 +22,6 @@ _STARTED = time.monotonic()
 
 import argparse  # noqa: E402 (the first timestamp is taken before any import)
 import json  # noqa: E402
-import resource  # noqa: E402
 import sys  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from datetime import time as clock_time  # noqa: E402
@@ -32,6 +32,7 @@ from sqlmodel import Session, col, create_engine, select  # noqa: E402
 from telegram import Update  # noqa: E402
 from telegram.ext import Application, ApplicationBuilder, ContextTypes  # noqa: E402
 
+from bench.procfs import own_peak_rss_kib  # noqa: E402
 from miliabot_tg.models import Reminder, User  # noqa: E402
 from miliabot_tg.schedule import EveryNDays, Rule  # noqa: E402
 
@@ -122,7 +123,7 @@ def main() -> None:
             "probe_started_at": _STARTED,
             "imported_at": _IMPORTED,
             "ready_at": time.monotonic(),
-            "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "rss_kib": own_peak_rss_kib(),
             **counts,
         }
         sys.stdout.write(json.dumps(report) + "\n")

@@ -96,12 +96,14 @@ async def running_bot(
     clock: Callable[[], datetime] | None = None,
     policy: DispatchPolicy | None = None,
     paid_broadcasts: bool = False,
+    flood_limit: int | None = None,
 ) -> AsyncIterator[Harness]:
     """Start the stand-in and the real bot against it; stop both afterwards.
 
     By default the clock is frozen and the dispatcher asleep, so tests run its cycles by
     hand; `dispatch=True` with a real clock lets it wake up on its own. The stand-in's
-    rate limits are off unless asked for, and the bot's pacing is set far above them.
+    rate limits are off unless asked for, and the bot's pacing is set far above them. So is
+    the flood throttle: a test is one quick user, and its clock stands still.
     """
     url = database_url or f"sqlite:///{tmp_path / 'bot.sqlite3'}"
     engine = make_engine(url)
@@ -115,6 +117,7 @@ async def running_bot(
             global_rate=global_rate or 10_000.0,
             chat_rate=chat_rate or 10_000.0,
             paid_broadcasts=paid_broadcasts,
+            flood_limit=flood_limit or 1_000_000,
         )
         deps = Deps(settings=settings, engine=engine, guide=GUIDE, clock=clock or frozen)
         built = build_application(deps, DEFAULT_TOKEN, policy=policy, dispatch=dispatch)

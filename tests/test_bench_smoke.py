@@ -91,6 +91,13 @@ def test_reminders_during_broadcast_benchmark_reports_lateness() -> None:
     assert figures["during_broadcast_p99_s"] <= figures["during_broadcast_max_s"] < 60
 
 
+def test_flood_benchmark_reports_other_users_latency_and_search_cost() -> None:
+    figures = _run("bench.flood")
+    assert set(figures) == {"flood_other_p99_s", "search_worst_ms"}
+    assert figures["flood_other_p99_s"] < 60
+    assert figures["search_worst_ms"] < 10_000
+
+
 def test_chart_benchmark_reports_render_times(tmp_path: Path) -> None:
     out = tmp_path / "chart.png"
     figures = _run("bench.charts", "--out", str(out))

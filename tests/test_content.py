@@ -1,9 +1,11 @@
 """The shipped guide is valid and original; the validator catches every kind of problem."""
 
+import dataclasses
 import re
 import shutil
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import frontmatter
 import pytest
@@ -475,3 +477,64 @@ def test_a_review_dated_tomorrow_in_utc_is_not_in_the_future(broken: Path) -> No
     assert "home-care.md: reviewed 2026-12-01 is in the future" in _problems(
         broken, today=date(2026, 11, 29)
     )
+
+
+# --- search stays cheap whatever a user sends ----------------------------------------------
+
+HOSTILE = [
+    "exfol " * 700,  # one prefix, repeated: each copy used to rescan the vocabulary
+    " ".join(f"w{i:04d}" for i in range(900)),  # many distinct non-words
+    "milia skin sun cream baby doctor peel retinol " * 90,  # real words, repeated
+    "x" * 4096,  # one endless non-word
+    "é😀ß" * 1400,  # unicode that folds away or expands
+    " ".join(f"{w[:3]}{i}" for i, w in enumerate(["sun", "exf", "mil", "der"] * 200)),
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE, ids=range(len(HOSTILE)))
+def test_a_hostile_query_scores_at_most_the_capped_number_of_terms(
+    guide: Guide, query: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert len(query) >= 3000
+    scored: list[str] = []
+    score_term = content._term_scores
+
+    def counting(index: object, term: str) -> dict[str, float]:
+        scored.append(term)
+        return score_term(index, term)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(content, "_term_scores", counting)
+    guide.search(query)
+    assert len(scored) <= content.MAX_TERMS
+    assert len(set(scored)) == len(scored), "a repeated word is scored once"
+    assert all(len(term) <= content.MAX_TERM_CHARS for term in scored)
+
+
+def test_a_search_never_rescans_the_vocabulary(guide: Guide) -> None:
+    class NoScan(dict[str, float]):
+        def __iter__(self) -> Any:
+            raise AssertionError("the vocabulary was scanned during a search")
+
+        def items(self) -> Any:
+            raise AssertionError("the vocabulary was scanned during a search")
+
+        def keys(self) -> Any:
+            raise AssertionError("the vocabulary was scanned during a search")
+
+    index = guide._index
+    guarded = dataclasses.replace(index, idf=NoScan(index.idf))
+    found = content._search(guarded, content.query_terms("exfol dermatol newborn"), 5)
+    assert [s.id for s in found] == [s.id for s in guide.search("exfol dermatol newborn")]
+
+
+def test_query_terms_are_distinct_counted_and_capped() -> None:
+    repeated = "sunscreen " * 400
+    assert content.query_terms(repeated) == {"sunscreen": content.MAX_QUERY_CHARS // 10}
+    many = " ".join(f"word{i}" for i in range(100))
+    assert list(content.query_terms(many)) == [f"word{i}" for i in range(content.MAX_TERMS)]
+    assert content.query_terms("milia " + "y" * (content.MAX_TERM_CHARS + 1)) == {"milia": 1}
+
+
+def test_search_reads_only_the_start_of_a_long_message(guide: Guide) -> None:
+    assert guide.search("sunscreen")
+    assert guide.search(" " * content.MAX_QUERY_CHARS + "sunscreen") == []

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from miliabot_tg.cli import _parser
+from miliabot_tg.lifecycle import STOP_WITHIN
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +34,24 @@ def test_dockerfile_entrypoint_is_the_miliabot_command() -> None:
     lines = (ROOT / "Dockerfile").read_text().splitlines()
     assert 'ENTRYPOINT ["miliabot"]' in lines
     assert 'CMD ["run"]' in lines
+
+
+def test_sigterm_reaches_the_bot_and_it_has_time_to_stop_cleanly() -> None:
+    # Exec form (JSON): python is the process Docker signals, not a `/bin/sh -c` that
+    # would swallow SIGTERM and leave the bot to be killed after the grace period.
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    for line in lines:
+        if line.startswith(("ENTRYPOINT", "CMD")):
+            instruction, _, argument = line.partition(" ")
+            assert argument.startswith("["), f"{instruction} must be in exec form: {line}"
+        assert not line.startswith("STOPSIGNAL"), "the bot stops on SIGTERM, Docker's default"
+    bot = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["bot"]
+    assert bot.get("init") is True
+    assert bot.get("stop_signal", "SIGTERM") == "SIGTERM"
+    grace = bot["stop_grace_period"]
+    assert grace.endswith("s")
+    # Docker's default is 10 s; the bot bounds its own stop at STOP_WITHIN.
+    assert float(grace[:-1]) >= max(10.0, STOP_WITHIN + 5)
 
 
 @pytest.fixture(scope="module")

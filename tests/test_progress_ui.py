@@ -295,7 +295,7 @@ def test_the_migration_gives_the_weekly_summary_to_people_who_had_reminders(
 ) -> None:
     engine = make_engine(database_url)
     config = alembic_config(engine)
-    command.upgrade(config, "0005")
+    command.upgrade(config, "0006")
     now = datetime.now(UTC)
     users = [
         (1, "Europe/Berlin", True, False),  # reminders: gets it
@@ -338,7 +338,7 @@ def test_the_migration_gives_the_weekly_summary_to_people_who_had_reminders(
     assert now < berlin.next_due_at <= now + timedelta(days=7)
     assert asleep is not None and asleep.next_due_at is None
     assert none is None
-    command.downgrade(config, "0005")
+    command.downgrade(config, "0006")
     with new_session(engine) as session:
         assert progress_store.weekly_row(session=session, user_id=1) is None
     engine.dispose()

@@ -9,9 +9,11 @@ import pytest
 from sqlalchemy import Engine, update
 
 from miliabot_tg import broadcasts as store
-from miliabot_tg import cli, repo, stats, texts
+from miliabot_tg import cli, publishing, repo, stats, texts
 from miliabot_tg.broadcasts import REMINDERS
+from miliabot_tg.content import load_guide
 from miliabot_tg.db import new_session
+from miliabot_tg.paths import bundled_dir
 from miliabot_tg.schedule import parse_remind
 from miliabot_tg.stats import HEARTBEATS, OCCURRENCES, BroadcastLine, Outcomes
 from tests.harness import USER, running_bot
@@ -154,7 +156,15 @@ def test_miliabot_stats_prints_the_overview(
     out = capsys.readouterr().out
     assert "Users: 1 active, 0 blocked, 0 deleted; 1 new this week" in out
     assert "Reminders: 1 (sunscreen 1," in out
-    assert "Content: guide " in out and "snippets)" in out
+    assert "Content: not published; folder guide " in out and "snippets)" in out
+
+    # Once a version is published, that is what the bots serve and what stats names.
+    publishing.publish(engine, bundled_dir("content"), "alice")
+    with pytest.raises(SystemExit):
+        cli.main(["stats"])
+    assert f"Content: version 1 ({len(load_guide(bundled_dir('content')).snippets)} snippets)" in (
+        capsys.readouterr().out
+    )
 
 
 async def test_stats_for_operators_and_an_unknown_command_for_anyone_else(
@@ -169,7 +179,7 @@ async def test_stats_for_operators_and_an_unknown_command_for_anyone_else(
         (overview,) = await bot.say("/stats", user_id=OPERATOR)
         assert overview.plain.startswith("📊 Overview")
         assert "Users: 2 active, 0 blocked, 0 deleted; 2 new this week" in overview.plain
-        assert f"Content: {stats.guide_label(bot.guide)}" in overview.plain
+        assert f"Content: {stats.version_label(None, bot.guide)}" in overview.plain
         assert len(overview.plain) < 4096
 
         # An operator in a group learns nothing either: only the private chat counts.

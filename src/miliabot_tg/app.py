@@ -15,8 +15,10 @@ from miliabot_tg import broadcast_texts, texts
 from miliabot_tg.announcements import AnnouncementHandlers
 from miliabot_tg.broadcast_handlers import BroadcastHandlers
 from miliabot_tg.broadcaster import Broadcaster, BroadcastPolicy
+from miliabot_tg.content_handlers import ContentHandlers
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
+from miliabot_tg.inbound import Inbound, LaneProcessor
 from miliabot_tg.mydata import MyDataHandlers
 from miliabot_tg.pacing import Pacer
 from miliabot_tg.progress_handlers import ProgressHandlers, WeeklySummary
@@ -25,8 +27,8 @@ from miliabot_tg.reminders.handlers import ReminderHandlers
 from miliabot_tg.settings_handlers import SettingsHandlers
 from miliabot_tg.stats_handlers import StatsHandlers
 
-log = logging.getLogger(__name__)
 BotApplication = Application[Any, Any, Any, Any, Any, Any]
+log = logging.getLogger(__name__)
 
 # Long-poll length: Telegram holds getUpdates open this long when there is nothing new.
 POLL_TIMEOUT = 30
@@ -106,7 +108,12 @@ def build_application(
                 )
             except TelegramError as exc:  # e.g. an operator who never opened the chat
                 log.warning("no command menu for operator %s: %s", admin_id, exc.message)
-        await app.bot.set_my_commands(list(texts.COMMANDS))
+        try:
+            await app.bot.set_my_commands(list(texts.COMMANDS))
+        except TelegramError as exc:
+            # The menu is a convenience; the bot works without it and the next start retries.
+            log.warning("could not publish the command menu (%s); starting anyway", exc)
+        deps.live.follow(deps.engine, app.job_queue)  # published content, within seconds
         if dispatch:
             assert app.job_queue is not None
             dispatcher.start(app.job_queue)
@@ -114,15 +121,32 @@ def build_application(
                 await paid_bot.initialize()
             broadcaster.start()
 
-    async def post_shutdown(_app: BotApplication) -> None:
-        """Leave the shared database, so the other processes take over our share."""
+    async def post_stop(_app: BotApplication) -> None:
+        """Stop broadcasting while the HTTP client is still open for the sends on the wire."""
+        deps.live.stop()
         if dispatch:
             await broadcaster.stop()
+
+    async def post_shutdown(_app: BotApplication) -> None:
+        """Record what was sent, give the rest back at once, and leave the shared database."""
+        deps.live.stop()  # done already if post_stop ran
+        if dispatch:
+            await broadcaster.stop()  # done already if post_stop ran
             if paid_bot is not None:
                 await paid_bot.shutdown()
-            await asyncio.to_thread(broadcaster.release_claims)
-            await asyncio.to_thread(dispatcher.leave)
+            # Outcomes first: a claim given back with its message sent but unrecorded would
+            # be sent again. If they cannot be recorded, the claims wait out their lease.
+            try:
+                for engine in (dispatcher, broadcaster):
+                    if await engine.record_outcomes():
+                        await asyncio.to_thread(engine.release_claims)
+                await asyncio.to_thread(dispatcher.leave)
+            except Exception as exc:  # the database is gone: the leases run out instead
+                log.warning("could not give back claims (%s); they expire with the lease", exc)
 
+    inbound = Inbound(
+        limit=settings.flood_limit, window=settings.flood_window_seconds, clock=deps.clock
+    )
     app = (
         ApplicationBuilder()
         .token(token)
@@ -131,17 +155,19 @@ def build_application(
         .defaults(defaults)
         # Every outgoing message, replies, reminders and broadcasts alike, passes here.
         .rate_limiter(pacer)
-        # Users are independent of each other; one slow reply must not hold up the rest.
-        .concurrent_updates(True)
+        # Users are independent of each other; one slow reply must not hold up the rest: each
+        # chat's updates queue in a lane of their own, and one user's flood is cut short.
+        .concurrent_updates(LaneProcessor(inbound))
         .get_updates_read_timeout(POLL_TIMEOUT + 10)
         .post_init(post_init)
+        .post_stop(post_stop)
         .post_shutdown(post_shutdown)
         .build()
     )
     dispatcher = Dispatcher(
         bot=app.bot,
         engine=deps.engine,
-        guide=deps.guide,
+        guide=lambda: deps.guide,
         clock=deps.clock,
         default_tz=settings.default_tz,
         policy=policy,
@@ -168,6 +194,7 @@ def build_application(
     deps = replace(deps, wake=dispatcher.wake, wake_broadcasts=broadcaster.wake)
     # Order matters: the reminder handlers take locations and typed answers they asked for
     # before the guide's catch-alls (text search, unknown commands, "I can only read text").
+    inbound.register(app)  # a handler group before everything, even recording the visit
     ReminderHandlers(deps).register(app)
     SettingsHandlers(deps).register(app)
     ProgressHandlers(deps).register(app)
@@ -175,5 +202,6 @@ def build_application(
     StatsHandlers(deps).register(app)  # operators only; anyone else's /stats is unknown
     AnnouncementHandlers(deps).register(app)
     BroadcastHandlers(deps).register(app)
+    ContentHandlers(deps).register(app)
     Handlers(deps).register(app)
     return Built(app, dispatcher, broadcaster)

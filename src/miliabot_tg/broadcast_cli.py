@@ -30,10 +30,10 @@ from typing import Any, Final, TextIO
 from sqlalchemy import Engine
 
 from miliabot_tg import broadcasts as store
-from miliabot_tg import stats
+from miliabot_tg import publishing, stats
 from miliabot_tg.broadcasts import Audience, BroadcastError, Progress
 from miliabot_tg.config import Settings, load_settings
-from miliabot_tg.content import load_guide
+from miliabot_tg.content import Guide, load_guide
 from miliabot_tg.db import ensure_schema, make_engine, reading
 from miliabot_tg.models import BroadcastStatus, utcnow
 from miliabot_tg.telegram_html import EntityParseError, parse_html, utf16_len
@@ -162,9 +162,14 @@ def _read_text(path: Path) -> str:
         raise CliError(EXIT_BAD_INPUT, f"cannot read {path}: {exc.strerror}.") from None
 
 
-def _snippet_title(settings: Settings, snippet_id: str) -> str:
-    """The snippet's title in the configured content, or CliError naming close ids."""
-    guide = load_guide(settings.content_dir)
+def served_guide(settings: Settings, engine: Engine) -> tuple[int | None, Guide]:
+    """What the bots serve: the latest published version, else the content folder."""
+    published = publishing.latest_guide(engine)
+    return published if published is not None else (None, load_guide(settings.content_dir))
+
+
+def _snippet_title(guide: Guide, snippet_id: str) -> str:
+    """The snippet's title in the guide users are served, or CliError naming close ids."""
     snippet = guide.get(snippet_id)
     if snippet is not None:
         return snippet.title
@@ -192,9 +197,10 @@ def _send(args: argparse.Namespace) -> int:
     if args.text_file is not None:
         text = check_text(_read_text(args.text_file))
         what = f'text, {utf16_len(parse_html(text)[0])} characters: "{_preview(text)}"'
-    else:
-        what = f'guide snippet {args.snippet} "{_snippet_title(settings, args.snippet)}"'
     engine = _engine(settings)
+    if args.snippet is not None:
+        title = _snippet_title(served_guide(settings, engine)[1], args.snippet)
+        what = f'guide snippet {args.snippet} "{title}"'
     now = utcnow()
     with reading(engine).connect() as conn:
         count = store.count_audience(conn, audience, now)
@@ -386,8 +392,9 @@ def _change(args: argparse.Namespace) -> int:
 
 def _stats(_args: argparse.Namespace) -> int:
     settings = load_settings()
-    version = stats.guide_label(load_guide(settings.content_dir))
     engine = _engine(settings)
+    number, guide = served_guide(settings, engine)
+    version = stats.version_label(number, guide)
     with reading(engine).connect() as conn:
         found = stats.collect(conn, utcnow(), content_version=version)
     print(stats.render(found))

@@ -14,10 +14,10 @@ from datetime import datetime
 from html import escape
 from typing import Any, Final, TypeVar
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from telegram import CallbackQuery, InlineKeyboardMarkup, Message, MessageEntity, Update
 from telegram.error import BadRequest, TelegramError
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ExtBot, filters
 
 from miliabot_tg import broadcast_texts as bt
 from miliabot_tg import broadcasts as store
@@ -39,6 +39,50 @@ _CALLBACK: Final = re.compile(
 _PRE_LANGUAGE: Final = re.compile(r'<pre><code class="(?!language-)')
 _SNIPPET: Final = re.compile(r"snippet(?:\s+(\S+))?", re.IGNORECASE)
 DRAFT: Final = BroadcastStatus.DRAFT.value
+
+
+async def in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """Run `work` in one transaction, off the event loop."""
+
+    def run() -> T:
+        with engine.begin() as conn:
+            return work(conn)
+
+    return await asyncio.to_thread(run)
+
+
+async def offer_draft(
+    deps: Deps, bot: ExtBot[Any], message: Message, body: Body, *, created_by: int
+) -> None:
+    """Preview `body` exactly as users will get it, record it as a draft, offer the controls.
+
+    Every way of drafting a broadcast ends here (/broadcast, /whatsnew), so every draft is
+    previewed by the broadcaster's own send and started by the same buttons. A body that
+    Telegram refuses to show (a message that can't be copied) is not recorded.
+    """
+    try:
+        await deliver(bot, message.chat_id, body, deps.guide)
+    except BadRequest as exc:
+        reason = escape(exc.message, quote=False)
+        await message.reply_text(bt.PREVIEW_FAILED.format(reason=reason))
+        return
+    now = body.started_at
+
+    def draft(conn: Connection) -> tuple[int, int]:
+        broadcast_id = store.create_draft(
+            conn,
+            created_by=created_by,
+            now=now,
+            text=body.text,
+            snippet_id=body.snippet_id,
+            source=body.source,
+            snippet_ids=body.snippet_ids,
+        )
+        return broadcast_id, store.count_audience(conn, Audience(), now)
+
+    broadcast_id, recipients = await in_transaction(deps.engine, draft)
+    text, markup = bt.draft_controls(broadcast_id, Audience(), recipients, None)
+    await message.reply_text(text, reply_markup=markup)
 
 
 def text_after_command(message: Message) -> str:
@@ -94,13 +138,7 @@ class BroadcastHandlers:
         app.add_handler(CallbackQueryHandler(self.button, pattern=rf"^{bt.CB_BROADCAST}"))
 
     async def _db(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one transaction, off the event loop."""
-
-        def run() -> T:
-            with self.deps.engine.begin() as conn:
-                return work(conn)
-
-        return await asyncio.to_thread(run)
+        return await in_transaction(self.deps.engine, work)
 
     # --- /broadcast ----------------------------------------------------------------------------
 
@@ -128,27 +166,7 @@ class BroadcastHandlers:
         else:
             await message.reply_text(bt.USAGE)
             return
-        try:
-            await deliver(context.bot, message.chat_id, body, self.deps.guide)
-        except BadRequest as exc:  # e.g. a message that can't be copied
-            reason = escape(exc.message, quote=False)
-            await message.reply_text(bt.PREVIEW_FAILED.format(reason=reason))
-            return
-
-        def draft(conn: Connection) -> tuple[int, int]:
-            broadcast_id = store.create_draft(
-                conn,
-                created_by=user.id,
-                now=now,
-                text=body.text,
-                snippet_id=body.snippet_id,
-                source=body.source,
-            )
-            return broadcast_id, store.count_audience(conn, Audience(), now)
-
-        broadcast_id, recipients = await self._db(draft)
-        text, markup = bt.draft_controls(broadcast_id, Audience(), recipients, None)
-        await message.reply_text(text, reply_markup=markup)
+        await offer_draft(self.deps, context.bot, message, body, created_by=user.id)
 
     # --- /broadcasts ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
 
 from miliabot_tg.broadcasts import Audience, Progress
-from miliabot_tg.content import Snippet
+from miliabot_tg.content import Guide, Snippet
 from miliabot_tg.telegram_html import EntityParseError, parse_html
 from miliabot_tg.texts import CB_OPEN
 
@@ -48,6 +48,15 @@ def snippet_announcement(snippet: Snippet) -> tuple[str, InlineKeyboardMarkup]:
         f"📖 Read: {snippet.title}", callback_data=CB_OPEN + snippet.id
     )
     return text, InlineKeyboardMarkup([[open_button], off_row()])
+
+
+def snippets_announcement(
+    text: str, guide: Guide, snippet_ids: Sequence[str]
+) -> tuple[str, InlineKeyboardMarkup]:
+    """Announce several guide snippets: the text, then a button opening each one."""
+    snippets = [s for s in (guide.get(i) for i in snippet_ids) if s is not None]
+    rows = [[InlineKeyboardButton(f"📖 {s.title}", callback_data=CB_OPEN + s.id)] for s in snippets]
+    return text, InlineKeyboardMarkup([*rows, off_row()])
 
 
 def _duration(seconds: float) -> str:
@@ -92,6 +101,8 @@ OPERATOR_COMMANDS: Final = (
     BotCommand("broadcast", "Operators: announce something to users"),
     BotCommand("broadcasts", "Operators: recent broadcasts, pause, resume, cancel"),
     BotCommand("stats", "Operators: users, reminders and broadcasts at a glance"),
+    BotCommand("content", "Operators: the guide version users see, and what changed"),
+    BotCommand("whatsnew", "Operators: draft an announcement of new and changed topics"),
 )
 # Choices offered on the draft's buttons; any other audience or hour works from the CLI.
 AUDIENCES: Final = (

@@ -100,6 +100,7 @@ class Body:
     snippet_id: str | None
     source: tuple[int, int] | None
     started_at: datetime
+    snippet_ids: tuple[str, ...] = ()  # a "snippets" body: a button for each
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class Broadcaster:
         self._batch: BatchSender[Delivered] = BatchSender(
             lease=lease,
             clock=clock,
-            keep_going=lambda: self.keep_going(),
+            keep_going=lambda: self.keep_going() and not self._stopping,
             renew=lambda ids, now: self.renew(ids, now),
             record=lambda outcomes: self.record(outcomes),
             beat=beat or no_beat,
@@ -156,6 +157,7 @@ class Broadcaster:
         )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._lease = lease
 
     # --- running ---------------------------------------------------------------------------
@@ -163,25 +165,50 @@ class Broadcaster:
     def start(self) -> None:
         """Begin sending in a task of its own."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._loop(), name="broadcaster")
 
     def wake(self) -> None:
         """Look for work now (a broadcast was started or resumed in this process)."""
         self._wake.set()
 
-    async def stop(self) -> None:
-        """Stop after the message in hand; what is still claimed is given back."""
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop after the messages on the wire; what is still claimed is given back.
+
+        The round in hand sends nothing more and ends once Telegram has answered what it
+        was sent (and the outcomes are recorded); only if that takes longer than `grace`
+        is it cancelled, which may leave a message sent but unrecorded.
+        """
+        self._stopping = True
+        self._wake.set()
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._batch.unrecorded:
-            with contextlib.suppress(Exception):
-                await self._batch.flush()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), grace)
+            except TimeoutError:
+                log.warning("the broadcast round did not end within %.0f s; cancelling", grace)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.record_outcomes()
+
+    async def record_outcomes(self) -> bool:
+        """Record the outcomes still in hand; False if the database would not take them."""
+        if not self._batch.unrecorded:
+            return True
+        try:
+            await self._batch.flush()
+        except Exception:
+            log.warning(
+                "could not record %d broadcast outcome(s) before stopping; their claims "
+                "are kept until the lease runs out",
+                len(self._batch.unrecorded),
+            )
+            return False
+        return True
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             pause = self.policy.poll
             try:
                 await self.run_round()
@@ -192,6 +219,8 @@ class Broadcaster:
                 log.exception("a broadcast round failed; trying again soon")
                 pause = self.policy.retry_soon
             self._wake.clear()
+            if self._stopping:  # asked while the round ran; its wake-up was just cleared
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), pause.total_seconds())
 
@@ -204,7 +233,7 @@ class Broadcaster:
         if self._batch.unrecorded:
             await self._batch.flush()
         tried = 0
-        while self.keep_going():
+        while self.keep_going() and not self._stopping:
             now = self.clock()
             claimed, bodies = await asyncio.to_thread(
                 self.claim, now, claim_size(self.policy, self.send_rate())
@@ -284,6 +313,7 @@ class Broadcaster:
                 if row.source_chat_id is not None and row.source_message_id is not None
                 else None,
                 started_at=row.started_at or row.created_at,
+                snippet_ids=tuple(row.snippet_ids.split(",")) if row.snippet_ids else (),
             )
             for row in rows
         }
@@ -443,6 +473,9 @@ def render(body: Body, guide: Guide) -> tuple[str, InlineKeyboardMarkup]:
         if snippet is None:
             raise LookupError(f"snippet {body.snippet_id} is no longer in the guide")
         return bt.snippet_announcement(snippet)
+    if body.kind == "snippets":
+        # Snippets removed from the guide since lose their button; the text stays.
+        return bt.snippets_announcement(body.text or "", guide, body.snippet_ids)
     return body.text or "", bt.with_off_button()
 
 

@@ -8,6 +8,7 @@ claims and sends due deliveries like reminders.
 """
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any, Final
@@ -26,7 +27,14 @@ from miliabot_tg.models import (
     UserPreferences,
     UserStatus,
 )
-from miliabot_tg.schedule import DAILY, QuietHours, Rule, defer_out_of_quiet, next_occurrence
+from miliabot_tg.schedule import (
+    DAILY,
+    QuietHours,
+    Rule,
+    ascii_digits,
+    defer_out_of_quiet,
+    next_occurrence,
+)
 from miliabot_tg.timezones import zone_from_key
 
 BROADCASTS: Table = Broadcast.__table__  # type: ignore[attr-defined]
@@ -57,7 +65,8 @@ class Audience:
     @classmethod
     def parse(cls, text: str) -> "Audience":
         """Read ``all``, ``kind:<reminder kind>`` or ``active:<days>``."""
-        m = _AUDIENCE.fullmatch(text.strip().lower())
+        # Digits in any script, as everywhere people type numbers (schedule.ascii_digits).
+        m = _AUDIENCE.fullmatch(ascii_digits(text.strip().lower()))
         if m is None:
             raise BroadcastError(
                 "The audience is all, kind:sunscreen|moisturize|exfoliate|custom or active:DAYS."
@@ -159,9 +168,15 @@ def create_draft(
     source: tuple[int, int] | None = None,
     audience: Audience | None = None,
     local_time: str | None = None,
+    snippet_ids: Sequence[str] = (),
 ) -> int:
-    """Record a draft broadcast with exactly one body; return its id."""
+    """Record a draft broadcast with exactly one body; return its id.
+
+    A text with `snippet_ids` is a "snippets" body: the text above a button for each.
+    """
     bodies = [b for b, v in (("text", text), ("snippet", snippet_id), ("copy", source)) if v]
+    if snippet_ids:
+        bodies = ["snippets"] if bodies == ["text"] else [*bodies, "snippets"]
     if len(bodies) != 1:
         raise BroadcastError("A broadcast needs exactly one of a text, a snippet or a message.")
     values = {
@@ -169,6 +184,7 @@ def create_draft(
         "body": bodies[0],
         "text": text,
         "snippet_id": snippet_id,
+        "snippet_ids": ",".join(snippet_ids) or None,
         "source_chat_id": source[0] if source else None,
         "source_message_id": source[1] if source else None,
         "audience": (audience or Audience()).to_text(),

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     claim_lease_seconds: float = Field(default=60.0, gt=0)
     # Finished reminder occurrences are kept this long (a year of progress history), then pruned.
     history_days: int = Field(default=400, ge=1)
+    # One user's updates beyond this many in this many seconds are dropped (one "slow down").
+    flood_limit: int = Field(default=20, ge=1)
+    flood_window_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("api_url")
     @classmethod

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 from html import unescape
@@ -18,6 +19,7 @@ from miliabot_tg.db import ensure_schema, make_engine
 from miliabot_tg.handlers import Deps
 from miliabot_tg.logs import setup_logging
 from miliabot_tg.models import utcnow
+from miliabot_tg.schedule import ascii_digits
 from miliabot_tg.standin import DEFAULT_TOKEN, BotMessage, StandIn
 
 CONSOLE_USER_ID = 1001
@@ -53,7 +55,10 @@ async def chat_in_console(
     ensure_schema(engine, auto_migrate=True)
     # The console is one person typing: no rate limits to trip over.
     async with StandIn(global_rate=None, chat_rate=None) as standin:
-        console_settings = settings.model_copy(update={"api_url": standin.api_root})
+        # Nor a flood to cut short: a pasted script of lines is one person, not an attack.
+        console_settings = settings.model_copy(
+            update={"api_url": standin.api_root, "flood_limit": 1_000_000}
+        )
         deps = Deps(settings=console_settings, engine=engine, guide=guide, clock=utcnow)
         app = build_application(deps, DEFAULT_TOKEN).app
         async with app:
@@ -125,6 +130,16 @@ class ProcessedUpdates:
             await self._changed.wait_for(lambda: update_id in self._done)
 
 
+def button_number(text: str) -> int | None:
+    """The button a typed number picks (``2``, ``٢``), or None for anything else.
+
+    ``str.isdigit`` would take ``²`` too, which ``int()`` then refuses; and a long run of
+    digits is a message, not a button.
+    """
+    s = ascii_digits(text.strip())
+    return int(s) if re.fullmatch(r"[0-9]{1,3}", s) else None
+
+
 @dataclass
 class Transcript:
     """What the bot has said in one chat, turned into terminal text as it arrives."""
@@ -141,8 +156,8 @@ class Transcript:
 
         Return the update's id, or None and what was wrong with the input.
         """
-        if text.strip().isdigit():
-            number = int(text)
+        number = button_number(text)
+        if number is not None:
             if not self.buttons:
                 return None, "there are no buttons to press; type a message instead"
             if not 1 <= number <= len(self.buttons):

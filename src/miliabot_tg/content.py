@@ -103,7 +103,7 @@ class Guide:
 
     def search(self, query: str, *, limit: int = 5) -> list[Snippet]:
         """Return the snippets that best match the words of `query`, best first."""
-        return _search(self._index, query, limit)
+        return _search(self._index, query_terms(query), limit)
 
     @cached_property
     def _index(self) -> "_SearchIndex":
@@ -119,6 +119,7 @@ def load_guide(folder: Path) -> Guide:
     guide, problems = _load(folder, None)
     if problems:
         raise ContentError(problems)
+    guide.search("")  # builds the search index now, not during the first user's search
     return guide
 
 
@@ -132,16 +133,58 @@ def validate(folder: Path, *, today: date | None = None) -> list[Problem]:
     return _load(folder, today or datetime.now(UTC).date())[1]
 
 
+def source_files(folder: Path) -> dict[str, str]:
+    """The texts the guide is built from, by path in the folder, newlines normalised.
+
+    Exactly the files `load_guide` reads (snippets and tips, not README.md), so that
+    `guide_from_sources(source_files(folder), folder)` is the folder's guide. Read it
+    only from a folder that `validate` passed: an undecodable file raises here.
+    """
+    return {name: _normalise(data.decode("utf-8")) for name, data in _files_on_disk(folder).items()}
+
+
+def guide_from_sources(sources: Mapping[str, str], origin: Path) -> Guide:
+    """Build the guide from stored texts (see `source_files`), or raise ContentError.
+
+    `origin` only names where the texts came from in the problems reported. As with
+    `load_guide`, the age of the reviews is not checked: a published version keeps serving.
+    """
+    files = {name: text.encode("utf-8") for name, text in sources.items()}
+    guide, problems = _load_files(origin, files, None)
+    if problems:
+        raise ContentError(problems)
+    return guide
+
+
+def _normalise(text: str) -> str:
+    """LF newlines whatever the editor wrote, as Python's text mode reads them."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _files_on_disk(folder: Path) -> dict[str, bytes]:
+    paths = [p for p in folder.glob("*.md") if p.name.upper() != "README.MD"]
+    paths += (folder / "tips").glob("*.md")
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in paths if p.is_file()}
+
+
 def _load(folder: Path, today: date | None) -> tuple[Guide, list[Problem]]:
-    problems: list[Problem] = []
     if not folder.is_dir():
         return Guide((), {}), [Problem(folder, "is not a folder")]
-    paths = sorted(p for p in folder.glob("*.md") if p.name.upper() != "README.MD")
+    return _load_files(folder, _files_on_disk(folder), today)
+
+
+def _load_files(
+    folder: Path, files: Mapping[str, bytes], today: date | None
+) -> tuple[Guide, list[Problem]]:
+    """Build the guide from the folder's files (name relative to `folder`: contents)."""
+    problems: list[Problem] = []
+    names = sorted(name for name in files if "/" not in name)
     # Every id a file claims, even in a file with other problems, so that one broken
     # file is reported once and not again as a dangling link from its neighbours.
     claimed: dict[str, Path] = {}
-    for path in paths:
-        claimed_id = _claimed_id(path)
+    for name in names:
+        path = folder / name
+        claimed_id = _claimed_id(files[name])
         if claimed_id in claimed:
             problems.append(
                 Problem(path, f"id {claimed_id!r} is also used by {claimed[claimed_id].name}")
@@ -149,8 +192,9 @@ def _load(folder: Path, today: date | None) -> tuple[Guide, list[Problem]]:
         elif claimed_id is not None:
             claimed[claimed_id] = path
     snippets: list[Snippet] = []
-    for path in paths:
-        snippet = _load_snippet(path, problems, today)
+    for name in names:
+        path = folder / name
+        snippet = _load_snippet(path, files[name], problems, today)
         if snippet is None:
             continue
         snippets.append(snippet)
@@ -159,11 +203,12 @@ def _load(folder: Path, today: date | None) -> tuple[Guide, list[Problem]]:
                 problems.append(Problem(path, f"related id {target!r} does not exist"))
             elif target == snippet.id:
                 problems.append(Problem(path, "lists itself as related"))
-    if not paths:
+    if not names:
         problems.append(Problem(folder, "has no snippets"))
     tips: dict[str, tuple[str, ...]] = {}
-    for path in sorted((folder / "tips").glob("*.md")):
-        loaded = _load_tips(path, problems, today)
+    for name in sorted(n for n in files if n.startswith("tips/") and n.count("/") == 1):
+        path = folder / name
+        loaded = _load_tips(path, files[name], problems, today)
         if loaded is not None:
             kind, items = loaded
             if kind in tips:
@@ -176,15 +221,15 @@ def _load(folder: Path, today: date | None) -> tuple[Guide, list[Problem]]:
     return Guide(tuple(snippets), tips), problems
 
 
-def _claimed_id(path: Path) -> str | None:
-    post = _read(path, [])
+def _claimed_id(data: bytes) -> str | None:
+    post = _read(Path(), data, [])
     claimed = post.metadata.get("id") if post is not None else None
     return claimed if isinstance(claimed, str) else None
 
 
-def _read(path: Path, problems: list[Problem]) -> frontmatter.Post | None:
+def _read(path: Path, data: bytes, problems: list[Problem]) -> frontmatter.Post | None:
     try:
-        return frontmatter.load(str(path))
+        return frontmatter.loads(_normalise(data.decode("utf-8")))
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         problems.append(Problem(path, f"front matter cannot be read: {exc}".splitlines()[0]))
         return None
@@ -272,8 +317,10 @@ def _review_age(path: Path, reviewed: date | None, today: date | None) -> list[P
     return []
 
 
-def _load_snippet(path: Path, problems: list[Problem], today: date | None) -> Snippet | None:
-    post = _read(path, problems)
+def _load_snippet(
+    path: Path, data: bytes, problems: list[Problem], today: date | None
+) -> Snippet | None:
+    post = _read(path, data, problems)
     if post is None:
         return None
     meta: dict[str, Any] = dict(post.metadata)
@@ -336,9 +383,9 @@ def _telegram_refusals(html: str) -> list[str]:
 
 
 def _load_tips(
-    path: Path, problems: list[Problem], today: date | None
+    path: Path, data: bytes, problems: list[Problem], today: date | None
 ) -> tuple[str, tuple[str, ...]] | None:
-    post = _read(path, problems)
+    post = _read(path, data, problems)
     if post is None:
         return None
     meta: dict[str, Any] = dict(post.metadata)
@@ -383,6 +430,29 @@ _STOPWORDS = frozenset(
     ).split()
 )
 
+# Whatever a user sends, a search reads at most this much of it: a question is a phrase, not an
+# essay, and any text must be answered in well under 20 ms of CPU on the event loop. The caps
+# apply where the query comes in (`query_terms`), so they hold whatever ranks the terms.
+MAX_QUERY_CHARS = 500
+MAX_TERMS = 12  # distinct terms; a repeated word is one term counted more than once
+MAX_TERM_CHARS = 30  # longer than any word in the guide: such a "word" can match nothing
+MIN_PREFIX = 3  # a typed prefix of three letters or more ("exfol") matches whole words
+
+
+def query_terms(query: str) -> Counter[str]:
+    """The distinct search terms of `query` and how often each was typed, within the caps.
+
+    Policy: only the first MAX_QUERY_CHARS characters are read; stopwords and words longer than
+    MAX_TERM_CHARS are dropped; of the rest, the first MAX_TERMS distinct terms are kept.
+    """
+    terms: Counter[str] = Counter()
+    for word in _words(query[:MAX_QUERY_CHARS]):
+        if len(word) > MAX_TERM_CHARS:
+            continue
+        if word in terms or len(terms) < MAX_TERMS:
+            terms[word] += 1
+    return terms
+
 
 def _words(text: str) -> list[str]:
     folded = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
@@ -399,64 +469,69 @@ def _stem(word: str) -> str:
     return word
 
 
+# How often a word appears in one snippet's title, keywords and body.
+_Counts = tuple[int, int, int]
+
+
 @dataclass(frozen=True)
 class _SearchIndex:
     by_id: dict[str, Snippet]
-    fields: dict[str, tuple[Counter[str], Counter[str], Counter[str]]]
     idf: dict[str, float]
+    # word -> {snippet id: counts}, only the snippets that contain the word
+    postings: dict[str, dict[str, _Counts]]
+    # prefix -> (the best idf of the words it starts, those words); built once at load so a
+    # search never rescans the vocabulary
+    prefixes: dict[str, tuple[float, tuple[str, ...]]]
 
 
 def _build_index(snippets: tuple[Snippet, ...]) -> _SearchIndex:
-    fields = {
-        s.id: (
-            Counter(_words(s.title)),
-            Counter(_words(" ".join(s.keywords) + " " + s.topic)),
-            Counter(_words(s.plain)),
-        )
-        for s in snippets
-    }
-    document_frequency: Counter[str] = Counter()
-    for title, keywords, body in fields.values():
-        document_frequency.update(set(title) | set(keywords) | set(body))
+    postings: dict[str, dict[str, _Counts]] = {}
+    for s in snippets:
+        title = Counter(_words(s.title))
+        keywords = Counter(_words(" ".join(s.keywords) + " " + s.topic))
+        body = Counter(_words(s.plain))
+        for word in title.keys() | keywords.keys() | body.keys():
+            postings.setdefault(word, {})[s.id] = (title[word], keywords[word], body[word])
     total = max(len(snippets), 1)
-    idf = {w: math.log(1 + total / df) for w, df in document_frequency.items()}
-    return _SearchIndex({s.id: s for s in snippets}, fields, idf)
+    idf = {w: math.log(1 + total / len(found)) for w, found in postings.items()}
+    starts: dict[str, list[str]] = {}
+    for word in sorted(idf):
+        for end in range(MIN_PREFIX, len(word) + 1):
+            starts.setdefault(word[:end], []).append(word)
+    prefixes = {p: (max(idf[w] for w in words), tuple(words)) for p, words in starts.items()}
+    return _SearchIndex({s.id: s for s in snippets}, idf, postings, prefixes)
 
 
-def _search(index: _SearchIndex, query: str, limit: int) -> list[Snippet]:
-    terms = _words(query)
-    if not terms:
-        return []
+def _search(index: _SearchIndex, terms: Counter[str], limit: int) -> list[Snippet]:
     scores: dict[str, float] = {}
-    for snippet_id, (title, keywords, body) in index.fields.items():
-        score = 0.0
-        for term in terms:
-            idf = index.idf.get(term)
-            if idf is None:
-                idf = _prefix_idf(index, term)
-                if idf is None:
-                    continue
-                hits = _prefix_hits(term, title, keywords, body)
-            else:
-                hits = 3.0 * title[term] + 2.0 * keywords[term] + min(body[term], 3)
-            score += idf * hits
-        if score > 0:
-            scores[snippet_id] = score
-    ranked = sorted(scores, key=lambda sid: (-scores[sid], index.by_id[sid].order))
+    for term, typed in terms.items():
+        for snippet_id, score in _term_scores(index, term).items():
+            scores[snippet_id] = scores.get(snippet_id, 0.0) + typed * score
+    # Ties go to the guide's own order, the order the snippets were loaded in.
+    ranked = sorted(scores, key=lambda sid: (-scores[sid], index.by_id[sid].order, sid))
     return [index.by_id[sid] for sid in ranked[:limit]]
 
 
-def _prefix_idf(index: _SearchIndex, term: str) -> float | None:
-    """Let a typed prefix of three letters or more ("exfol") match whole words."""
-    if len(term) < 3:
-        return None
-    matches = [idf for word, idf in index.idf.items() if word.startswith(term)]
-    return max(matches) if matches else None
+def _term_scores(index: _SearchIndex, term: str) -> dict[str, float]:
+    """Score one term in each snippet that has it: title hits weigh 3, keywords 2, body 1.
 
-
-def _prefix_hits(term: str, *fields: Counter[str]) -> float:
-    weights = (3.0, 2.0, 1.0)
-    return sum(
-        weight * min(sum(n for w, n in field.items() if w.startswith(term)), 3)
-        for weight, field in zip(weights, fields, strict=True)
-    )
+    A whole word counts every title and keyword hit and at most 3 body hits; a prefix of
+    whole words counts at most 3 hits in each field, scored at its rarest word's idf.
+    """
+    idf = index.idf.get(term)
+    if idf is not None:
+        return {
+            sid: idf * (3.0 * title + 2.0 * keywords + min(body, 3))
+            for sid, (title, keywords, body) in index.postings[term].items()
+        }
+    idf, words = index.prefixes.get(term, (0.0, ())) if len(term) >= MIN_PREFIX else (0.0, ())
+    sums: dict[str, list[int]] = {}
+    for word in words:
+        for sid, counts in index.postings[word].items():
+            found = sums.setdefault(sid, [0, 0, 0])
+            for field_index, n in enumerate(counts):
+                found[field_index] += n
+    return {
+        sid: idf * (3.0 * min(title, 3) + 2.0 * min(keywords, 3) + min(body, 3))
+        for sid, (title, keywords, body) in sums.items()
+    }

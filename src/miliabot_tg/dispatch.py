@@ -225,7 +225,7 @@ class Dispatcher:
         *,
         bot: ExtBot[Any],
         engine: Engine,
-        guide: Guide,
+        guide: Guide | Callable[[], Guide],
         clock: Callable[[], datetime],
         default_tz: str,
         policy: DispatchPolicy | None = None,
@@ -236,9 +236,10 @@ class Dispatcher:
         renderers: Mapping[str, Render] | None = None,
     ) -> None:
         self.engine = engine
+        # A callable follows the guide in service (publishing.LiveGuide), tips included.
+        self._guide = guide if callable(guide) else lambda: guide
         # Kinds whose occurrences are not reminders but messages of their own.
         self.renderers: Mapping[str, Render] = renderers or {}
-        self.guide = guide
         self.clock = clock
         self.default_tz = default_tz
         self.policy = policy or DispatchPolicy()
@@ -276,6 +277,11 @@ class Dispatcher:
             beat=self.beat,
             what="reminder",
         )
+
+    @property
+    def guide(self) -> Guide:
+        """The guide in service now."""
+        return self._guide()
 
     # --- waking up -------------------------------------------------------------------------
 
@@ -320,6 +326,10 @@ class Dispatcher:
     async def _on_wake(self, _context: CallbackContext[Any, Any, Any, Any]) -> None:
         self._job = None
         self._wake_at = None
+        if not self.keep_going():
+            # Stopping: a cycle begun now would be cancelled by the JobQueue's shutdown,
+            # perhaps mid-send. What is due waits in the database for the next start.
+            return
         if self._running:
             self._again = True
             return
@@ -358,6 +368,8 @@ class Dispatcher:
 
     async def _watchdog(self, _context: CallbackContext[Any, Any, Any, Any]) -> None:
         """Restart the dispatcher if it has shown no progress for a few idle periods."""
+        if not self.keep_going():
+            return  # stopping: a slow last cycle is waited for, not restarted
         # Renewing a long batch's claims counts as progress too.
         stalled = time.monotonic() - max(self._last_progress, self._batch.last_progress)
         if stalled < self.policy.stalled_after.total_seconds():
@@ -628,6 +640,25 @@ class Dispatcher:
         """Give back every occurrence this process still holds, at once (it is stopping)."""
         with self.engine.begin() as conn:
             return release_mine(conn, WORK, instance=self.instance)
+
+    async def record_outcomes(self) -> bool:
+        """Record the outcomes still in hand; False if the database would not take them.
+
+        Called before claims are released at shutdown: a claim released with its message
+        sent but not recorded would be sent again.
+        """
+        if not self._batch.unrecorded:
+            return True
+        try:
+            await self._batch.flush()
+        except Exception:
+            log.warning(
+                "could not record %d reminder outcome(s) before stopping; their claims "
+                "are kept until the lease runs out",
+                len(self._batch.unrecorded),
+            )
+            return False
+        return True
 
     async def _send_all(self, claimed: list[Claimed], claimed_at: datetime) -> None:
         """Send, one message per user; the pacer decides how many go out at once."""

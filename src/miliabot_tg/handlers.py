@@ -33,6 +33,7 @@ from miliabot_tg.config import Settings
 from miliabot_tg.content import Guide
 from miliabot_tg.db import db_read, db_write
 from miliabot_tg.models import Reminder
+from miliabot_tg.publishing import LiveGuide
 from miliabot_tg.reminders.texts import resume_offer
 
 log = logging.getLogger(__name__)
@@ -76,19 +77,48 @@ class Visits:
             await asyncio.wait({task})
 
 
+class _ServedGuide:
+    """`Deps.guide`: given a Guide (or a LiveGuide); read, the guide being served now."""
+
+    def __get__(self, deps: "Deps | None", _owner: object = None) -> Guide:
+        if deps is None:
+            raise AttributeError("guide")  # tells dataclasses the field has no default
+        return deps.live.current
+
+    def __set__(self, deps: "Deps", guide: "Guide | LiveGuide") -> None:
+        # Read by __post_init__; `replace()` hands over the live one in `_live` instead.
+        deps.__dict__["_given"] = guide
+
+
 @dataclass(frozen=True)
 class Deps:
     """What the handlers need from the rest of the program."""
 
     settings: Settings
     engine: Engine
-    guide: Guide
-    clock: Callable[[], datetime]
+    # A descriptor whose class access raises gives no default (dataclasses' "descriptor-
+    # typed fields"), so `guide` stays required; mypy takes it for a default.
+    guide: _ServedGuide = _ServedGuide()
+    clock: Callable[[], datetime]  # type: ignore[misc]
     # Tell the reminder dispatcher that something may now be due at this time.
     wake: Callable[[datetime], None] = lambda _when: None
     # Tell the broadcaster that a broadcast was started or resumed.
     wake_broadcasts: Callable[[], None] = lambda: None
     visits: Visits = field(default_factory=Visits)
+    # The guide in service, following published versions; made from `guide` when not given.
+    _live: LiveGuide | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self._live is None:
+            given = self.__dict__["_given"]
+            live = given if isinstance(given, LiveGuide) else LiveGuide(given)
+            object.__setattr__(self, "_live", live)
+
+    @property
+    def live(self) -> LiveGuide:
+        """The holder of the guide in service (see publishing.LiveGuide)."""
+        assert self._live is not None
+        return self._live
 
     async def read(self, user_id: int, work: Callable[[Session], T]) -> T:
         """Run a read for this user off the event loop, after their visit is recorded."""

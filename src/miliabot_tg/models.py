@@ -210,10 +210,13 @@ class Broadcast(SQLModel, table=True):
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     status: str = Field(default=BroadcastStatus.DRAFT.value, sa_type=String(16), index=True)
     # "text" (`text` is Telegram HTML), "snippet" (a guide snippet by id, with a button to
-    # open it), or "copy" (the operator's own message, copied as it is).
+    # open it), "snippets" (`text` with a button for each of `snippet_ids`), or "copy"
+    # (the operator's own message, copied as it is).
     body: str = Field(sa_type=String(16))
     text: str | None = Field(default=None, sa_type=Text)
     snippet_id: str | None = Field(default=None, sa_type=String(32))
+    # A "snippets" body (/whatsnew): `text` above buttons opening these, comma-separated.
+    snippet_ids: str | None = Field(default=None, sa_type=Text)
     source_chat_id: int | None = Field(default=None, sa_type=BigInteger)
     source_message_id: int | None = Field(default=None, sa_type=BigInteger)
     # "all", "kind:<reminder kind>" or "active:<days>"; see broadcast.Audience.
@@ -264,3 +267,35 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     message_id: int | None = Field(default=None, sa_type=BigInteger)
     error: str | None = Field(default=None, sa_type=String(200))
+
+
+class ContentVersion(SQLModel, table=True):
+    """One published version of the guide: what users see, until the next one."""
+
+    __tablename__ = "content_versions"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    # 1, 2, 3...: unique, so two publishers at once cannot both take the next number.
+    number: int = Field(sa_type=Integer, unique=True, index=True)
+    # SHA-256 of the normalised files (see publishing.fingerprint).
+    fingerprint: str = Field(sa_type=String(64), index=True)
+    published_by: str = Field(sa_type=String(128))
+    published_at: datetime = Field(sa_type=UTCDateTime)
+    # JSON: added, changed and removed snippet ids, their titles, changed tip kinds.
+    changes: str = Field(sa_type=Text)
+
+
+class ContentFile(SQLModel, table=True):
+    """One file of a published version, as its normalised text: enough to rebuild it."""
+
+    __tablename__ = "content_files"
+    __table_args__ = (UniqueConstraint("version_id", "path", name="uq_content_files_version_path"),)
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    version_id: int = Field(
+        sa_type=BigId, sa_column_args=[ForeignKey("content_versions.id", ondelete="CASCADE")]
+    )
+    path: str = Field(sa_type=String(128))  # relative to the content folder: "x.md", "tips/y.md"
+    snippet_id: str | None = Field(default=None, sa_type=String(32))  # None for tip files
+    title: str | None = Field(default=None, sa_type=String(64))
+    source: str = Field(sa_type=Text)

@@ -19,12 +19,20 @@ instant under the policy above (see :func:`_cron_stream` for why the trigger doe
 in the user's zone itself).  Every-N-days rules step calendar dates from their anchor date
 (APScheduler's ``CalendarIntervalTrigger`` skips a day whose time falls in a spring-forward
 gap, and can only start from its start date, so it is not used).
+
+Digits in what people type: every Unicode decimal digit (``٠٨:٣٠``, ``０８:３０``, ``۸pm``)
+is read as its ASCII digit by :func:`ascii_digits` before parsing, one character for one,
+so positions in the text stay the same and labels are cut from the text as typed. The
+patterns themselves match ``[0-9]`` only, so a character that merely looks like a digit
+(``²``, ``①``, ``Ⅻ``, ``¼``: ``str.isdigit`` says yes, ``int()`` says no) is never read as
+a number and gets the usual friendly answer. Stored texts (rules, quiet hours) are ASCII.
 """
 
 from __future__ import annotations
 
 import heapq
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -49,6 +57,7 @@ __all__ = [
     "ReminderSpec",
     "Rule",
     "WeekdaySet",
+    "ascii_digits",
     "defer_out_of_quiet",
     "describe",
     "describe_quiet",
@@ -158,7 +167,7 @@ class Rule:
             raise ValueError(f"malformed rule text {text!r}: no '|'")
         times: list[time] = []
         for item in times_part.split(","):
-            m = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", item)
+            m = re.fullmatch(r"([01][0-9]|2[0-3]):([0-5][0-9])", item)
             if m is None:
                 raise ValueError(f"malformed rule text {text!r}: bad time {item!r}")
             times.append(time(int(m[1]), int(m[2])))
@@ -185,7 +194,7 @@ def _days_from_text(part: str, whole: str) -> Days:
     named = {"daily": DAILY, "weekdays": WEEKDAYS, "weekends": WEEKENDS}
     if part in named:
         return named[part]
-    m = re.fullmatch(r"every(\d{1,2}):(\d{4}-\d{2}-\d{2})", part)
+    m = re.fullmatch(r"every([0-9]{1,2}):([0-9]{4}-[0-9]{2}-[0-9]{2})", part)
     if m is not None:
         return EveryNDays(int(m[1]), date.fromisoformat(m[2]))
     items = part.split(",")
@@ -286,20 +295,32 @@ _WEEKEND_WORDS: Final = frozenset({"weekends", "weekend", "every weekend"})
 # Anything that looks like a clock time, valid or not, so "25:00" is reported, not swallowed
 # into the label.
 _TIME_TOKEN: Final = re.compile(
-    r"(?<![\w:])(?:\d+(?::\d+)?\s?[ap]\.?m\.?(?!\w)|\d+:\d+(?![\w:]))",
+    r"(?<![\w:])(?:[0-9]+(?::[0-9]+)?\s?[ap]\.?m\.?(?!\w)|[0-9]+:[0-9]+(?![\w:]))",
     re.IGNORECASE,
 )
 _TIME_SEP: Final = re.compile(r"\s*(?:,|&|\band\b)?\s*", re.IGNORECASE)
-_AMPM: Final = re.compile(r"^(\d{1,2})(?::(\d{2}))?\s?([ap])\.?m\.?$", re.IGNORECASE)
-_H24: Final = re.compile(r"^(\d{1,2}):(\d{2})$")
+_AMPM: Final = re.compile(r"^([0-9]{1,2})(?::([0-9]{2}))?\s?([ap])\.?m\.?$", re.IGNORECASE)
+_H24: Final = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")
+_NUMBER: Final = re.compile(r"[0-9]+")
 
 _EMPTY_MESSAGE: Final = "Tell me what to remind you about and when, like “sunscreen 08:30 daily”."
 
 
+def ascii_digits(text: str) -> str:
+    """``text`` with every Unicode decimal digit (``٣``, ``３``, ``𝟠``) as its ASCII digit.
+
+    One character for one, so an index into the result is an index into ``text``.
+    Look-alikes that are not decimal digits (``²``, ``①``, ``¼``) are left as they are.
+    """
+    if text.isascii():
+        return text
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
+
+
 def _parse_clock(token: str, *, allow_bare_hour: bool = False, allow_24: bool = False) -> time:
     """One time of day: ``08:30``, ``8:30``, ``8am``, ``9:30pm``; raises ParseError."""
-    s = token.strip()
-    bad = ParseError(f"I couldn't read “{s}” as a time.")
+    bad = ParseError(f"I couldn't read “{token.strip()}” as a time.")
+    s = ascii_digits(token.strip())
     m = _AMPM.match(s)
     if m is not None:
         hour, minute = int(m[1]), int(m[2] or 0)
@@ -309,7 +330,7 @@ def _parse_clock(token: str, *, allow_bare_hour: bool = False, allow_24: bool = 
         return time(hour, minute)
     m = _H24.match(s)
     if m is None and allow_bare_hour:
-        m = re.match(r"^(\d{1,2})()$", s)
+        m = re.match(r"^([0-9]{1,2})()$", s)
     if m is None:
         raise bad
     hour, minute = int(m[1]), int(m[2] or 0)
@@ -321,7 +342,7 @@ def _parse_clock(token: str, *, allow_bare_hour: bool = False, allow_24: bool = 
 
 
 def _parse_days(text: str, today: date) -> Days:
-    s = " ".join(text.lower().replace("–", "-").replace("—", "-").split())
+    s = " ".join(ascii_digits(text).lower().replace("–", "-").replace("—", "-").split())
     s = s.strip(" ,;")
     if not s or s in _DAILY_WORDS:
         return DAILY
@@ -335,14 +356,18 @@ def _parse_days(text: str, today: date) -> Days:
         return EveryNDays(2, today)
     m = re.fullmatch(r"every (\S+) days?", s)
     if m is not None:
-        if not m[1].isdigit():
+        # Not str.isdigit: it accepts "²", which int() then refuses.
+        if not _NUMBER.fullmatch(m[1]):
             raise ParseError(f"I couldn't read “{m[1]}” as a number of days.")
-        n = int(m[1])
+        digits = m[1].lstrip("0") or "0"
+        # Thousands of digits are far out of range, and int() refuses them (ValueError).
+        n = int(digits) if len(digits) <= 9 else MAX_EVERY_N_DAYS + 1
         if n == 1:
             return DAILY
         if not MIN_EVERY_N_DAYS <= n <= MAX_EVERY_N_DAYS:
             raise ParseError(
-                f"I can repeat every {MIN_EVERY_N_DAYS} to {MAX_EVERY_N_DAYS} days, not every {n}."
+                f"I can repeat every {MIN_EVERY_N_DAYS} to {MAX_EVERY_N_DAYS} days, "
+                f"not every {digits}."
             )
         return EveryNDays(n, today)
     if s.startswith("every "):
@@ -393,9 +418,11 @@ def parse_remind(text: str, *, today: date) -> ReminderSpec:
     ``today`` is the user's local date; it becomes the anchor of an every-N-days rule (so
     "every 3 days" counts from today).  Raises :class:`ParseError` with a short message.
     """
-    s = text.strip()
-    if not s:
+    typed = text.strip()
+    if not typed:
         raise ParseError(_EMPTY_MESSAGE)
+    # Times and days are read from `s`; the label is cut, at the same places, from `typed`.
+    s = ascii_digits(typed)
     first = _TIME_TOKEN.search(s)
     if first is None:
         raise ParseError("I couldn't find a time in that; add one like 08:30 or 9pm.")
@@ -423,7 +450,7 @@ def parse_remind(text: str, *, today: date) -> ReminderSpec:
     if later_time is not None:
         raise ParseError("Please put all the times together, like “08:00,21:30”.")
 
-    label = s[: first.start()].strip()
+    label = typed[: first.start()].strip()
     label = re.sub(r"(?:(?:^|\s+)at|\s*@)$", "", label, flags=re.IGNORECASE).strip(" ,")
     days: Days | None = None
     if rest.strip(" ,;"):
@@ -623,14 +650,14 @@ class QuietHours:
     @classmethod
     def from_text(cls, text: str) -> QuietHours:
         """Inverse of :meth:`to_text`; raises ``ValueError`` on anything malformed."""
-        m = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)", text)
+        m = re.fullmatch(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])", text)
         if m is None:
             raise ValueError(f"malformed quiet hours text {text!r}")
         return cls(time(int(m[1]), int(m[2])), time(int(m[3]), int(m[4])))
 
 
 _QUIET_OFF: Final = frozenset({"off", "none", "no", "disable", "disabled", "stop"})
-_QUIET_TIME: Final = r"\d{1,2}(?::\d{2})?\s?(?:[ap]\.?m\.?)?"
+_QUIET_TIME: Final = r"[0-9]{1,2}(?::[0-9]{2})?\s?(?:[ap]\.?m\.?)?"
 _QUIET_RE: Final = re.compile(
     rf"^({_QUIET_TIME})\s*(?:-|–|—|to|until|till)\s*({_QUIET_TIME})$", re.IGNORECASE
 )
@@ -641,7 +668,7 @@ def parse_quiet(text: str) -> QuietHours | None:
 
     Raises :class:`ParseError` for anything else.
     """
-    s = " ".join(text.strip().split())
+    s = " ".join(ascii_digits(text).strip().split())
     if s.lower() in _QUIET_OFF:
         return None
     m = _QUIET_RE.match(s)

@@ -83,6 +83,13 @@ class Stats:
     bots_running: int  # bot processes that said they were alive lately
 
 
+def version_label(number: int | None, guide: Guide) -> str:
+    """The published version's number, or the content folder's fingerprint before the first."""
+    if number is None:
+        return f"not published; folder {guide_label(guide)}"
+    return f"version {number} ({len(guide.snippets)} snippets)"
+
+
 def guide_label(guide: Guide) -> str:
     """A short, stable name for the loaded guide: a fingerprint of its snippets and count."""
     digest = hashlib.sha256()

@@ -22,7 +22,7 @@ class StatsHandlers:
     def __init__(self, deps: Deps, version: Callable[[], str] | None = None) -> None:
         self.deps = deps
         # The live content's label; by default a fingerprint of the guide in use.
-        self.version = version or (lambda: stats.guide_label(self.deps.guide))
+        self.version = version or (lambda: stats.version_label(*self.deps.live.served()))
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Register /stats; before the unknown-command catch-all, which non-operators reach."""

@@ -26,6 +26,8 @@ from typing import Final
 
 import tzfpy
 
+from miliabot_tg.schedule import ascii_digits
+
 __all__ = [
     "ResolvedZone",
     "TimezoneError",
@@ -69,7 +71,7 @@ class ResolvedZone:
 
 # --------------------------------------------------------------------------- keys
 
-_OFFSET_KEY: Final = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+_OFFSET_KEY: Final = re.compile(r"^([+-])([0-9]{2}):([0-9]{2})$")
 _EXCLUDED_KEYS: Final = frozenset({"localtime", "Factory"})
 
 
@@ -291,7 +293,7 @@ def _places() -> dict[str, _Place]:
 # --------------------------------------------------------------------------- resolving
 
 _OFFSET_TEXT: Final = re.compile(
-    r"^(?:utc|gmt|z)?\s*([+\-−])\s*(\d{1,2})(?:(?::|\.|h)?(\d{2}))?$", re.IGNORECASE
+    r"^(?:utc|gmt|z)?\s*([+\-−])\s*([0-9]{1,2})(?:(?::|\.|h)?([0-9]{2}))?$", re.IGNORECASE
 )
 _UTC_WORDS: Final = frozenset({"utc", "gmt", "z", "zulu", "utc0", "gmt0", "utc+0", "gmt+0"})
 
@@ -304,7 +306,8 @@ def _fixed_note(offset: timedelta) -> str:
 
 
 def _parse_offset(text: str) -> ResolvedZone | None:
-    s = text.strip().replace(" ", "")
+    # Any script's decimal digits count (see schedule.ascii_digits); the pattern is ASCII.
+    s = ascii_digits(text.strip().replace(" ", ""))
     if s.lower() in _UTC_WORDS:
         return ResolvedZone("UTC", UTC, "UTC", True, (_fixed_note(timedelta(0)),))
     m = _OFFSET_TEXT.match(s)
