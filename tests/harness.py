@@ -16,6 +16,7 @@ from miliabot_tg.content import Guide, load_guide
 from miliabot_tg.db import make_engine, migrate
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps
+from miliabot_tg.metrics import Metrics
 from miliabot_tg.paths import bundled_dir
 from miliabot_tg.standin import DEFAULT_TOKEN, BotMessage, StandIn
 
@@ -49,6 +50,8 @@ class Harness:
     dispatcher: Dispatcher
     broadcaster: Broadcaster
     allowed: set[str] = field(default_factory=set)
+    metrics: Metrics = field(default_factory=Metrics)
+    deps: Deps | None = None
 
     async def say(self, text: str, *, user_id: int = USER, **kwargs: object) -> list[BotMessage]:
         """Send `text` as the user and return the bot messages it caused in that chat."""
@@ -140,6 +143,8 @@ async def running_bot(
                     processed,
                     built.dispatcher,
                     built.broadcaster,
+                    metrics=built.metrics,
+                    deps=deps,
                 )
             finally:
                 await app.updater.stop()

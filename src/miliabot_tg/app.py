@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +10,7 @@ from telegram import BotCommandScopeChat, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, Defaults, ExtBot
+from telegram.request import HTTPXRequest
 
 from miliabot_tg import broadcast_texts, texts
 from miliabot_tg.announcements import AnnouncementHandlers
@@ -18,7 +19,8 @@ from miliabot_tg.broadcaster import Broadcaster, BroadcastPolicy
 from miliabot_tg.content_handlers import ContentHandlers
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
-from miliabot_tg.inbound import Inbound, LaneProcessor
+from miliabot_tg.inbound import Inbound
+from miliabot_tg.metrics import Metrics
 from miliabot_tg.mydata import MyDataHandlers
 from miliabot_tg.pacing import Pacer
 from miliabot_tg.progress_handlers import ProgressHandlers, WeeklySummary
@@ -41,6 +43,7 @@ class Built:
     app: BotApplication
     dispatcher: Dispatcher
     broadcaster: Broadcaster
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def build_application(
@@ -50,6 +53,7 @@ def build_application(
     policy: DispatchPolicy | None = None,
     broadcast_policy: BroadcastPolicy | None = None,
     dispatch: bool = True,
+    metrics: Metrics | None = None,
 ) -> Built:
     """Build the bot: HTTP client, pacing, defaults, handlers, the dispatcher and hooks.
 
@@ -147,6 +151,10 @@ def build_application(
     inbound = Inbound(
         limit=settings.flood_limit, window=settings.flood_window_seconds, clock=deps.clock
     )
+    metrics = metrics or Metrics()
+    metrics.watch_pacers(pacer, paid_pacer)
+    metrics.watch_content(lambda: deps.live.version)
+    counted: dict[str, Any] = {"event_hooks": {"response": [metrics.on_response]}}
     app = (
         ApplicationBuilder()
         .token(token)
@@ -157,8 +165,14 @@ def build_application(
         .rate_limiter(pacer)
         # Users are independent of each other; one slow reply must not hold up the rest: each
         # chat's updates queue in a lane of their own, and one user's flood is cut short.
-        .concurrent_updates(LaneProcessor(inbound))
-        .get_updates_read_timeout(POLL_TIMEOUT + 10)
+        .concurrent_updates(metrics.processor(inbound))  # LaneProcessor, counted and timed
+        # PTB's default requests, plus a hook that counts the Bot API's error answers.
+        .request(HTTPXRequest(connection_pool_size=256, httpx_kwargs=counted))
+        .get_updates_request(
+            HTTPXRequest(
+                connection_pool_size=1, read_timeout=POLL_TIMEOUT + 10, httpx_kwargs=counted
+            )
+        )
         .post_init(post_init)
         .post_stop(post_stop)
         .post_shutdown(post_shutdown)
@@ -176,6 +190,7 @@ def build_application(
         # A bot that dispatches stops sending once it is shutting down; one driven by hand
         # (benchmarks, the console) has no running state to consult.
         keep_going=(lambda: app.running) if dispatch else (lambda: True),
+        on_outcomes=metrics.count_outcomes,
         renderers={WEEKLY: WeeklySummary(engine=deps.engine, default_tz=settings.default_tz)},
     )
     broadcaster = Broadcaster(
@@ -204,4 +219,4 @@ def build_application(
     BroadcastHandlers(deps).register(app)
     ContentHandlers(deps).register(app)
     Handlers(deps).register(app)
-    return Built(app, dispatcher, broadcaster)
+    return Built(app, dispatcher, broadcaster, metrics)

@@ -233,9 +233,12 @@ class Dispatcher:
         on_share: Callable[[int], None] = lambda _processes: None,
         send_rate: Callable[[], float] = lambda: math.inf,
         keep_going: Callable[[], bool] = lambda: True,
+        on_outcomes: Callable[[list[tuple[str, bool]]], None] = lambda _outcomes: None,
         renderers: Mapping[str, Render] | None = None,
     ) -> None:
         self.engine = engine
+        # Told (status, late) of each outcome once recorded, for the metrics.
+        self.on_outcomes = on_outcomes
         # A callable follows the guide in service (publishing.LiveGuide), tips included.
         self._guide = guide if callable(guide) else lambda: guide
         # Kinds whose occurrences are not reminders but messages of their own.
@@ -383,6 +386,10 @@ class Dispatcher:
         self._last_progress = time.monotonic()
         self._schedule(self.clock())
 
+    def since_progress(self) -> float:
+        """Seconds since the dispatcher last showed progress (a cycle, a batch, a renewal)."""
+        return time.monotonic() - max(self._last_progress, self._batch.last_progress)
+
     async def _prune(self, _context: CallbackContext[Any, Any, Any, Any]) -> None:
         """Delete old history off the hot path; a failure waits for the next round."""
         try:
@@ -489,6 +496,7 @@ class Dispatcher:
             ).rowcount
         if released or expired:
             log.info("released %d stale claim(s); %d occurrence(s) missed", released, expired)
+        self.on_outcomes([(MISSED, False)] * expired)
 
     def materialize(self, now: datetime) -> int:
         """Turn due reminders into occurrences and move each reminder to its next time."""
@@ -528,6 +536,7 @@ class Dispatcher:
                 moves.append({"rid": row.id, "old": row.next_due_at, "new": following})
             self._move_reminders(conn, moves)
             self._insert_occurrences(conn, occurrences)
+        self.on_outcomes([(MISSED, False) for o in occurrences if o["status"] == MISSED])
         return len(rows)
 
     def _calendar(
@@ -801,6 +810,7 @@ class Dispatcher:
             for values, params in changes:
                 if params:
                     conn.execute(update(OCCURRENCES).where(*owned).values(**values), params)
+        self.on_outcomes([(o.status, o.claimed.late) for o in outcomes])
         if retry or failed or gave_up or abandoned:
             log.info(
                 "reminders: %d sent, %d to retry, %d given back, %d missed, %d failed",

@@ -266,9 +266,12 @@ class Handlers:
         await self._answer_search(message, message.text or "")
 
     async def _answer_search(self, message: Message, query: str) -> None:
-        found = self.deps.guide.search(query, limit=SEARCH_RESULTS)
-        if found:
-            text, keyboard = texts.search_results(query, found)
+        found = self.deps.guide.find(query, limit=SEARCH_RESULTS)
+        if found.matches:
+            text, keyboard = texts.search_results(query, found.matches)
+        elif found.closest:
+            # Nothing answers it well: say so, and offer the nearest topics as just that.
+            text, keyboard = texts.closest_topics(query, found.closest[:SUGGESTIONS])
         else:
             suggestions = list(self.deps.guide.snippets[:SUGGESTIONS])
             text, keyboard = texts.no_results(query, suggestions)

@@ -182,6 +182,17 @@ def no_results(query: str, suggestions: list[Snippet]) -> tuple[str, InlineKeybo
     return text, InlineKeyboardMarkup(rows)
 
 
+def closest_topics(query: str, closest: list[Snippet]) -> tuple[str, InlineKeyboardMarkup]:
+    """Answer a search that nothing answers well: say so, and offer the nearest topics."""
+    rows = [[InlineKeyboardButton(s.title, callback_data=CB_OPEN + s.id)] for s in closest]
+    rows.append([InlineKeyboardButton("« All topics", callback_data=CB_MENU)])
+    text = (
+        f"I don't have a topic that answers “{quote(query)}”. "
+        "These are the closest in the guide, or see all topics:"
+    )
+    return text, InlineKeyboardMarkup(rows)
+
+
 STALE_BUTTON = "That button is out of date. Send /guide to start again."
 
 
