@@ -342,3 +342,18 @@ def test_the_migration_gives_the_weekly_summary_to_people_who_had_reminders(
     with new_session(engine) as session:
         assert progress_store.weekly_row(session=session, user_id=1) is None
     engine.dispose()
+
+
+async def test_stop_holds_the_weekly_summary_and_resuming_brings_it_back(bot: Harness) -> None:
+    sun = await _user_with_reminder(bot, USER, BERLIN)
+    _history(bot, sun, USER, BERLIN, MONDAY)
+    await bot.say("/stop")
+    weekly = _weekly(bot, USER)
+    assert weekly is not None and weekly.next_due_at is None
+    bot.clock.now = _at(SUNDAY, 19, 0, BERLIN)
+    await bot.dispatcher.run_cycle()
+    assert _photos(bot, USER) == []
+    await bot.press("▶️ Resume now")
+    weekly = _weekly(bot, USER)
+    assert weekly is not None
+    assert weekly.next_due_at == _at(SUNDAY + timedelta(days=7), 19, 0, BERLIN)
