@@ -55,6 +55,7 @@ async def test_command_menu_is_published_at_start_up(bot: Harness) -> None:
         "timezone",
         "quiet",
         "stop",
+        "outdoors",
         "progress",
         "settings",
         "privacy",

@@ -22,12 +22,14 @@ from miliabot_tg.handlers import Deps, Handlers
 from miliabot_tg.inbound import Inbound
 from miliabot_tg.metrics import Metrics
 from miliabot_tg.mydata import MyDataHandlers
+from miliabot_tg.outdoors_handlers import OutdoorHandlers, UvService
 from miliabot_tg.pacing import Pacer
 from miliabot_tg.progress_handlers import ProgressHandlers, WeeklySummary
 from miliabot_tg.progress_store import WEEKLY
 from miliabot_tg.reminders.handlers import ReminderHandlers
 from miliabot_tg.settings_handlers import SettingsHandlers
 from miliabot_tg.stats_handlers import StatsHandlers
+from miliabot_tg.uv import UvClient
 
 BotApplication = Application[Any, Any, Any, Any, Any, Any]
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class Built:
     dispatcher: Dispatcher
     broadcaster: Broadcaster
     metrics: Metrics = field(default_factory=Metrics)
+    uv: UvService | None = None
 
 
 def build_application(
@@ -124,6 +127,7 @@ def build_application(
             if paid_bot is not None:
                 await paid_bot.initialize()
             broadcaster.start()
+            uv_service.start(app.job_queue)
 
     async def post_stop(_app: BotApplication) -> None:
         """Stop broadcasting while the HTTP client is still open for the sends on the wire."""
@@ -147,6 +151,7 @@ def build_application(
                 await asyncio.to_thread(dispatcher.leave)
             except Exception as exc:  # the database is gone: the leases run out instead
                 log.warning("could not give back claims (%s); they expire with the lease", exc)
+        await uv_service.client.close()
 
     inbound = Inbound(
         limit=settings.flood_limit, window=settings.flood_window_seconds, clock=deps.clock
@@ -178,6 +183,11 @@ def build_application(
         .post_shutdown(post_shutdown)
         .build()
     )
+    uv_service = UvService(
+        client=UvClient(settings.uv_api_url, clock=deps.clock, timeout=settings.uv_timeout_seconds),
+        engine=deps.engine,
+        clock=deps.clock,
+    )
     dispatcher = Dispatcher(
         bot=app.bot,
         engine=deps.engine,
@@ -191,6 +201,7 @@ def build_application(
         # (benchmarks, the console) has no running state to consult.
         keep_going=(lambda: app.running) if dispatch else (lambda: True),
         on_outcomes=metrics.count_outcomes,
+        decorate=uv_service.decorate,
         renderers={WEEKLY: WeeklySummary(engine=deps.engine, default_tz=settings.default_tz)},
     )
     broadcaster = Broadcaster(
@@ -207,6 +218,7 @@ def build_application(
         paid=paid_bot is not None,
     )
     deps = replace(deps, wake=dispatcher.wake, wake_broadcasts=broadcaster.wake)
+    deps = replace(deps, forget_place=lambda user_id: uv_service.remember(user_id, None))
     # Order matters: the reminder handlers take locations and typed answers they asked for
     # before the guide's catch-alls (text search, unknown commands, "I can only read text").
     inbound.register(app)  # a handler group before everything, even recording the visit
@@ -217,6 +229,7 @@ def build_application(
     StatsHandlers(deps).register(app)  # operators only; anyone else's /stats is unknown
     AnnouncementHandlers(deps).register(app)
     BroadcastHandlers(deps).register(app)
+    OutdoorHandlers(deps, uv_service).register(app)
     ContentHandlers(deps).register(app)
     Handlers(deps).register(app)
-    return Built(app, dispatcher, broadcaster, metrics)
+    return Built(app, dispatcher, broadcaster, metrics, uv_service)

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     claim_lease_seconds: float = Field(default=60.0, gt=0)
     # Finished reminder occurrences are kept this long (a year of progress history), then pruned.
     history_days: int = Field(default=400, ge=1)
+    # Open-Meteo's forecast API, for the UV index on sunscreen reminders and outdoor mode.
+    uv_api_url: str = "https://api.open-meteo.com"
+    uv_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
     # One user's updates beyond this many in this many seconds are dropped (one "slow down").
     flood_limit: int = Field(default=20, ge=1)
     flood_window_seconds: float = Field(default=10.0, gt=0)
@@ -55,7 +58,7 @@ class Settings(BaseSettings):
     # How many connections Telegram may open to the webhook at once (1-100).
     webhook_max_connections: int = Field(default=40, ge=1, le=100)
 
-    @field_validator("api_url")
+    @field_validator("api_url", "uv_api_url")
     @classmethod
     def _check_api_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")

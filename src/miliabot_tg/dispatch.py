@@ -89,6 +89,11 @@ FINISHED = tuple(s.value for s in OccurrenceStatus if s.value not in (*repo.CLAI
 PRUNE_EVERY = timedelta(hours=1)
 # Outcomes that never reach the database as a status of their own.
 BLOCKED, ABANDONED = "blocked", "abandoned"
+# A hook that rewords a reminder message just before it is sent: (user id, items, text,
+# keyboard) to (text, keyboard). It runs on the event loop with claims held: no I/O.
+Decorate = Callable[
+    [int, Sequence[DueReminder], str, InlineKeyboardMarkup], tuple[str, InlineKeyboardMarkup]
+]
 
 
 @dataclass(frozen=True)
@@ -234,11 +239,15 @@ class Dispatcher:
         send_rate: Callable[[], float] = lambda: math.inf,
         keep_going: Callable[[], bool] = lambda: True,
         on_outcomes: Callable[[list[tuple[str, bool]]], None] = lambda _outcomes: None,
+        decorate: Decorate | None = None,
         renderers: Mapping[str, Render] | None = None,
     ) -> None:
         self.engine = engine
         # Told (status, late) of each outcome once recorded, for the metrics.
         self.on_outcomes = on_outcomes
+        # Per-kind wording added at send time from memory only (the UV on sunscreen
+        # reminders, outdoor mode's reapply reminders); see outdoors_handlers.UvService.
+        self.decorate = decorate
         # A callable follows the guide in service (publishing.LiveGuide), tips included.
         self._guide = guide if callable(guide) else lambda: guide
         # Kinds whose occurrences are not reminders but messages of their own.
@@ -697,6 +706,8 @@ class Dispatcher:
         render = self.renderers.get(first.kind)
         if render is None:
             text, keyboard = reminders_message(items, next((t for t in tips if t), None))
+            if self.decorate is not None:
+                text, keyboard = self._decorated(first.user_id, items, text, keyboard)
             rendered: Rendered | None = Rendered(text, keyboard=keyboard)
         else:
             try:
@@ -751,6 +762,17 @@ class Dispatcher:
                 for item in group
             ]
         return [Outcome(item, SENT, message_id=message.message_id) for item in group]
+
+    def _decorated(
+        self, user_id: int, items: list[DueReminder], text: str, keyboard: InlineKeyboardMarkup
+    ) -> tuple[str, InlineKeyboardMarkup]:
+        """The message as the kind's hook words it; as it was if the hook fails."""
+        assert self.decorate is not None
+        try:
+            return self.decorate(user_id, items, text, keyboard)
+        except Exception:
+            log.exception("decorating a reminder failed; sending it plain")
+            return text, keyboard
 
     @staticmethod
     def _retry(item: Claimed, at: datetime, error: str) -> Outcome:

@@ -104,6 +104,8 @@ class Deps:
     wake: Callable[[datetime], None] = lambda _when: None
     # Tell the broadcaster that a broadcast was started or resumed.
     wake_broadcasts: Callable[[], None] = lambda: None
+    # Tell the UV forecasts to stop using a user's place (their location was deleted).
+    forget_place: Callable[[int], None] = lambda _user_id: None
     visits: Visits = field(default_factory=Visits)
     # The guide in service, following published versions; made from `guide` when not given.
     _live: LiveGuide | None = field(default=None, repr=False)
@@ -307,6 +309,7 @@ class Handlers:
         await query.answer()
         if query.data == texts.CB_FORGET_YES:
             await self.deps.write(user.id, lambda s: repo.forget_user(session=s, user_id=user.id))
+            self.deps.forget_place(user.id)
             await show_in_place(update, texts.FORGOTTEN, None)
         else:
             await show_in_place(update, texts.NOT_FORGOTTEN, None)

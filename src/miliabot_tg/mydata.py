@@ -13,7 +13,7 @@ from sqlmodel import Session, col, func, select
 from telegram import Update
 from telegram.ext import Application, CommandHandler, filters
 
-from miliabot_tg import progress_store, repo
+from miliabot_tg import outdoors, progress_store, repo
 from miliabot_tg.handlers import Context, Deps
 from miliabot_tg.models import Delivery, Occurrence, Reminder, UserStatus
 from miliabot_tg.reminders.texts.shared import title, zone_name
@@ -66,6 +66,11 @@ def stored_lines(
         select(func.count()).select_from(Delivery).where(col(Delivery.user_id) == user_id)
     ).one()
     lines.append(f"• Announcements sent to you: {deliveries} record(s)")
+    # Plain text from the UV feature: escaped here.
+    lines += [
+        f"• {escape(line, quote=False)}"
+        for line in outdoors.data_lines(session=session, user_id=user_id)
+    ]
     for extra in EXTRA:
         lines += extra(session, user_id)
     return lines

@@ -5,6 +5,7 @@ Callback data (all well under Telegram's 64 bytes):
 * ``set:ann:off`` / ``set:ann:on``: announcements off or on; the message is redrawn;
 * ``set:week:off`` / ``set:week:on``: the weekly progress summary off or on; redrawn too;
 * ``set:quiet``: show quiet hours and how to change them (what /quiet shows);
+* ``set:uvloc:del``: delete the location kept for UV forecasts; the message is redrawn;
 * ``tz:loc``: the /timezone flow's own "tell me your timezone" button, reused as it is;
 * ``rm:list:0``: the /reminders list, reused as it is.
 """
@@ -27,6 +28,7 @@ CB_WEEK_ON: Final = "set:week:on"
 CB_QUIET: Final = "set:quiet"
 CB_TIMEZONE: Final = CB_ZONE_LOCATION
 CB_REMINDERS: Final = f"{CB_LIST}list:0"
+CB_UV_DELETE: Final = "set:uvloc:del"
 
 NOT_STARTED: Final = "Send /start first, then try /settings again."
 SWITCHED_ON: Final = "🔔 Announcements are on."
@@ -45,6 +47,8 @@ class SettingsView:
     reminders: int
     all_paused: bool
     weekly: bool = True  # the weekly progress summary (on unless turned off)
+    # The location kept for UV forecasts ("38.7, -9.1"), if the user agreed to keep one.
+    uv_location: str | None = None
 
 
 def settings_view(view: SettingsView) -> tuple[str, InlineKeyboardMarkup]:
@@ -71,6 +75,8 @@ def settings_view(view: SettingsView) -> tuple[str, InlineKeyboardMarkup]:
         f"⏰ Reminders: {reminders}\n"
         f"📊 Weekly summary: <b>{'on' if view.weekly else 'off'}</b>, Sundays at 19:00"
     )
+    if view.uv_location is not None:
+        text += f"\n📍 Location for UV forecasts: {view.uv_location} (about 10 km)"
     switch = (
         InlineKeyboardButton("🔕 Turn announcements off", callback_data=CB_ANN_OFF)
         if view.announcements
@@ -89,6 +95,11 @@ def settings_view(view: SettingsView) -> tuple[str, InlineKeyboardMarkup]:
                 if view.weekly
                 else InlineKeyboardButton("📊 Turn weekly summary on", callback_data=CB_WEEK_ON)
             ],
+            *(
+                [[InlineKeyboardButton("📍 Delete my UV location", callback_data=CB_UV_DELETE)]]
+                if view.uv_location is not None
+                else []
+            ),
         ]
     )
     return text, keyboard

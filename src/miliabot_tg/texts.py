@@ -24,6 +24,7 @@ COMMANDS = (
     BotCommand("timezone", "Set your timezone"),
     BotCommand("quiet", "Quiet hours: no reminders at night"),
     BotCommand("stop", "Pause all reminders"),
+    BotCommand("outdoors", "Outside today: reminders to reapply sunscreen"),
     BotCommand("progress", "Your streaks and a 12-week calendar"),
     BotCommand("settings", "Announcements, timezone and quiet hours"),
     BotCommand("privacy", "What I store and why"),
@@ -75,6 +76,8 @@ def help_text() -> str:
         "/timezone: set your timezone, e.g. <code>/timezone Lisbon</code>\n"
         "/quiet: quiet hours, e.g. <code>/quiet 22:00-07:00</code> or <code>/quiet off</code>\n"
         "/stop: pause all reminders (/start offers to resume)\n"
+        "/outdoors: outside today? I'll remind you to reapply sunscreen while the sun "
+        "is strong\n"
         "/progress: your streaks and a calendar of the last 12 weeks\n"
         "/settings: announcements on or off, timezone and quiet hours, with buttons\n\n"
         "/privacy: what I store about you and why\n"
@@ -96,7 +99,8 @@ def privacy_text() -> str:
         "• when you first and last used the bot;\n"
         "• whether I may message you (if you block me, I stop);\n"
         "• your timezone, if you set one (a location you share is only used to look it up "
-        "and is not kept);\n"
+        "and is not kept, unless you say yes to keeping it for UV forecasts: then it is "
+        "kept rounded to about 10 km, shown in /settings and deleted there or by /forget);\n"
         "• your reminders (what, when, paused or not), your quiet hours and whether you "
         "paused everything;\n"
         "• for each reminder I send, when it was due and what became of it (done, snoozed, "
