@@ -46,3 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.flood
 	$(BIN)/python -m bench.search
 	$(BIN)/python -m bench.webhook
+	$(BIN)/python -m bench.charts

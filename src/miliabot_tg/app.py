@@ -21,8 +21,11 @@ from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
 from miliabot_tg.inbound import Inbound
 from miliabot_tg.metrics import Metrics
+from miliabot_tg.mydata import MyDataHandlers
 from miliabot_tg.outdoors_handlers import OutdoorHandlers, UvService
 from miliabot_tg.pacing import Pacer
+from miliabot_tg.progress_handlers import ProgressHandlers, WeeklySummary
+from miliabot_tg.progress_store import WEEKLY
 from miliabot_tg.reminders.handlers import ReminderHandlers
 from miliabot_tg.settings_handlers import SettingsHandlers
 from miliabot_tg.stats_handlers import StatsHandlers
@@ -199,6 +202,7 @@ def build_application(
         keep_going=(lambda: app.running) if dispatch else (lambda: True),
         on_outcomes=metrics.count_outcomes,
         decorate=uv_service.decorate,
+        renderers={WEEKLY: WeeklySummary(engine=deps.engine, default_tz=settings.default_tz)},
     )
     broadcaster = Broadcaster(
         bot=paid_bot or app.bot,
@@ -220,6 +224,8 @@ def build_application(
     inbound.register(app)  # a handler group before everything, even recording the visit
     ReminderHandlers(deps).register(app)
     SettingsHandlers(deps).register(app)
+    ProgressHandlers(deps).register(app)
+    MyDataHandlers(deps).register(app)
     StatsHandlers(deps).register(app)  # operators only; anyone else's /stats is unknown
     AnnouncementHandlers(deps).register(app)
     BroadcastHandlers(deps).register(app)

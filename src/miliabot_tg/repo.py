@@ -9,6 +9,7 @@ from miliabot_tg.models import (
     Occurrence,
     OccurrenceStatus,
     Reminder,
+    ReminderKind,
     User,
     UserPreferences,
     UserStatus,
@@ -266,7 +267,8 @@ def _reschedule_all(
         reminder.next_due_at = upcoming
         reminder.updated_at = now
         session.add(reminder)
-    return reminders
+    # Moved like the rest, but not one of "your reminders" to count or show.
+    return [r for r in reminders if r.kind != ReminderKind.WEEKLY.value]
 
 
 def _refresh_next_due(
@@ -317,10 +319,12 @@ def add_reminder(
 
 
 def list_reminders(*, session: Session, user_id: int) -> list[Reminder]:
-    """Return the user's reminders, oldest first (not outdoor mode's hidden one)."""
+    """Return the user's reminders, oldest first (not the hidden weekly summary, nor
+    outdoor mode's reapply reminder)."""
+    hidden = [ReminderKind.WEEKLY.value, "reapply"]
     query = (
         select(Reminder)
-        .where(col(Reminder.user_id) == user_id, col(Reminder.kind) != "reapply")
+        .where(col(Reminder.user_id) == user_id, col(Reminder.kind).not_in(hidden))
         .order_by(col(Reminder.id))
     )
     return list(session.exec(query))

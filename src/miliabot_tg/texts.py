@@ -25,8 +25,10 @@ COMMANDS = (
     BotCommand("quiet", "Quiet hours: no reminders at night"),
     BotCommand("stop", "Pause all reminders"),
     BotCommand("outdoors", "Outside today: reminders to reapply sunscreen"),
+    BotCommand("progress", "Your streaks and a 12-week calendar"),
     BotCommand("settings", "Announcements, timezone and quiet hours"),
     BotCommand("privacy", "What I store and why"),
+    BotCommand("mydata", "See everything I store about you"),
     BotCommand("forget", "Delete everything I store about you"),
     BotCommand("start", "Welcome and overview"),
 )
@@ -76,8 +78,10 @@ def help_text() -> str:
         "/stop: pause all reminders (/start offers to resume)\n"
         "/outdoors: outside today? I'll remind you to reapply sunscreen while the sun "
         "is strong\n"
+        "/progress: your streaks and a calendar of the last 12 weeks\n"
         "/settings: announcements on or off, timezone and quiet hours, with buttons\n\n"
         "/privacy: what I store about you and why\n"
+        "/mydata: see everything I store about you\n"
         "/forget: delete everything I store about you\n"
         "/start: the welcome message\n\n"
         "You can also type a question in your own words and I'll find the closest topics.\n\n"
@@ -100,7 +104,7 @@ def privacy_text() -> str:
         "• your reminders (what, when, paused or not), your quiet hours and whether you "
         "paused everything;\n"
         "• for each reminder I send, when it was due and what became of it (done, snoozed, "
-        "skipped or missed);\n"
+        "skipped or missed): the history behind /progress and the weekly summary;\n"
         "• whether you want announcements (news about the guide from the people who run me), "
         "and for each announcement I send you, when it went out and whether it arrived, so "
         "nobody gets it twice.\n\n"
