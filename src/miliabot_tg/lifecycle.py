@@ -36,11 +36,12 @@ from datetime import timedelta
 from typing import Any
 
 from telegram import Update
-from telegram.error import InvalidToken, RetryAfter, TelegramError
+from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import ExtBot
 from telegram.warnings import PTBDeprecationWarning
 
 from miliabot_tg.app import POLL_TIMEOUT, BotApplication, Built
+from miliabot_tg.election import PollerElection, elects
 
 log = logging.getLogger("miliabot")
 
@@ -83,19 +84,20 @@ async def run(
     app = built.app
     stop = stop or asyncio.Event()
     _on_stop_signals(stop)
+    election = _election(built)
     if not await _until_telegram_answers(app.initialize, stop, backoff or Backoff()):
         log.info("stopped before Telegram answered")
         await app.shutdown()
         return
     try:
         # A stop signal during start-up (Telegram gone again, say) ends it too.
-        if await _unless_stopped(_start(app), stop):
+        if await _unless_stopped(_start(app, election), stop):
             log.info("running; SIGTERM or Ctrl-C stops")
             await stop.wait()
     finally:
         # Whatever happened above, stop in order within the bound; past it, leave anyway,
         # without cancelling anything (a cancelled send could be sent and never recorded).
-        stopping = asyncio.create_task(_stop(built))
+        stopping = asyncio.create_task(_stop(built, election))
         done, _ = await asyncio.wait({stopping}, timeout=stop_within)
         if not done:
             log.error(
@@ -107,19 +109,59 @@ async def run(
         stopping.result()
 
 
-async def _start(app: BotApplication) -> None:
+async def _start(app: BotApplication, election: PollerElection | None = None) -> None:
     """What `run_polling` does once the application is initialized."""
     if app.post_init is not None:
         await app.post_init(app)
+    if election is None:
+        log.info("this process polls Telegram for updates (one process on SQLite)")
+        await _start_polling(app)
+    else:
+        election.start()  # polls when it holds the lock; dispatches either way
+    await app.start()
+
+
+async def _start_polling(app: BotApplication, election: PollerElection | None = None) -> None:
     assert app.updater is not None
+
+    def failed(exc: TelegramError) -> None:
+        if election is not None and isinstance(exc, Conflict):
+            election.conflict()  # another poller: give way (one line, said there)
+        else:
+            _polling_failed(exc)
+
     await app.updater.start_polling(
         timeout=timedelta(seconds=POLL_TIMEOUT),
         allowed_updates=Update.ALL_TYPES,
         # The bootstrap (deleteWebhook) retries quietly: Telegram has just answered.
         bootstrap_retries=-1,
-        error_callback=_polling_failed,
+        error_callback=failed,
     )
-    await app.start()
+
+
+async def _stop_polling(app: BotApplication) -> None:
+    if app.updater is not None and app.updater.running:
+        try:
+            await asyncio.wait_for(app.updater.stop(), POLLING_STOPS_WITHIN)
+        except TimeoutError:
+            log.warning("Telegram did not confirm the last updates read; they may come again")
+
+
+def _election(built: Built) -> PollerElection | None:
+    """On PostgreSQL, the election of the one process that polls (see election.py)."""
+    engine = built.dispatcher.engine
+    if not elects(engine):
+        return None
+    app = built.app
+    election: PollerElection | None = None
+
+    async def start() -> None:
+        await _start_polling(app, election)
+
+    election = PollerElection(
+        engine.url, start_polling=start, stop_polling=lambda: _stop_polling(app)
+    )
+    return election
 
 
 async def _unless_stopped(step: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
@@ -137,15 +179,13 @@ async def _unless_stopped(step: Coroutine[Any, Any, None], stop: asyncio.Event) 
     return False
 
 
-async def _stop(built: Built) -> None:
+async def _stop(built: Built, election: PollerElection | None = None) -> None:
     """Stop fetching, stop the engines sending, record and give back, then shut down."""
     app = built.app
     log.info("stopping")
-    if app.updater is not None and app.updater.running:
-        try:
-            await asyncio.wait_for(app.updater.stop(), POLLING_STOPS_WITHIN)
-        except TimeoutError:
-            log.warning("Telegram did not confirm the last updates read; they may come again")
+    if election is not None:
+        await election.close()  # stops polling, then gives the lock to the next process
+    await _stop_polling(app)
     if app.running:
         # `stop` marks the application stopped at once, which the engines read as "send
         # nothing more"; it then waits for pending updates and for the dispatcher's cycle.
