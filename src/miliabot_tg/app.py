@@ -6,10 +6,10 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from telegram import BotCommandScopeChat, LinkPreviewOptions
+from telegram import BotCommandScopeChat, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
-from telegram.ext import Application, ApplicationBuilder, Defaults, ExtBot
+from telegram.ext import Application, ApplicationBuilder, Defaults, ExtBot, TypeHandler
 
 from miliabot_tg import broadcast_texts, texts
 from miliabot_tg.announcements import AnnouncementHandlers
@@ -19,6 +19,7 @@ from miliabot_tg.content_handlers import ContentHandlers
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
 from miliabot_tg.inbound import Inbound, LaneProcessor
+from miliabot_tg.logs import update_context
 from miliabot_tg.pacing import Pacer
 from miliabot_tg.reminders.handlers import ReminderHandlers
 from miliabot_tg.settings_handlers import SettingsHandlers
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # Long-poll length: Telegram holds getUpdates open this long when there is nothing new.
 POLL_TIMEOUT = 30
+# The handler group that notes the update for the logs: before the flood guard's.
+LOG_CONTEXT_GROUP = -2_000_000
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,8 @@ def build_application(
     deps = replace(deps, wake=dispatcher.wake, wake_broadcasts=broadcaster.wake)
     # Order matters: the reminder handlers take locations and typed answers they asked for
     # before the guide's catch-alls (text search, unknown commands, "I can only read text").
+    # First of all, so that every line logged while handling an update names it.
+    app.add_handler(TypeHandler(Update, _note_update), group=LOG_CONTEXT_GROUP)
     inbound.register(app)  # a handler group before everything, even recording the visit
     ReminderHandlers(deps).register(app)
     SettingsHandlers(deps).register(app)
@@ -199,3 +204,8 @@ def build_application(
     ContentHandlers(deps).register(app)
     Handlers(deps).register(app)
     return Built(app, dispatcher, broadcaster)
+
+
+async def _note_update(update: Update, _context: object) -> None:
+    """Name the update in every log line written while it is handled (logs.py)."""
+    update_context(update)

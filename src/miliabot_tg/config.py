@@ -1,7 +1,7 @@
 """One Settings class, read from the environment and an optional `.env` file."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # One user's updates beyond this many in this many seconds are dropped (one "slow down").
     flood_limit: int = Field(default=20, ge=1)
     flood_window_seconds: float = Field(default=10.0, gt=0)
+    # "text" for people reading a terminal, "json" (one object a line) for a log collector.
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("api_url")
     @classmethod
