@@ -61,8 +61,9 @@ async def _session(tmp_path: Path, log_format: str) -> tuple[str, int | None]:
 
 
 def _assert_no_token(log: str) -> None:
-    assert DEFAULT_TOKEN not in log
-    assert DEFAULT_TOKEN.split(":")[1] not in log
+    # In any case: PTB lowercases error descriptions after their first letter.
+    assert DEFAULT_TOKEN.lower() not in log.lower()
+    assert DEFAULT_TOKEN.split(":")[1].lower() not in log.lower()
     assert REDACTED in log, "the token came up and was replaced"
 
 
@@ -103,10 +104,12 @@ async def test_json_logs_are_one_object_a_line_naming_the_update_never_the_token
 @pytest.mark.parametrize("secret", ["123:ABC", 'we"ird\\token'])
 def test_json_formatter_blanks_a_secret_however_json_escapes_it(secret: str) -> None:
     formatter = JsonFormatter([secret])
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "url %s", (secret,), None)
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "url %s %s", (secret, secret.upper()), None
+    )
     record.occurrence_id = 7
     line = formatter.format(record)
     entry = json.loads(line)
-    assert entry["message"] == f"url {REDACTED}"
+    assert entry["message"] == f"url {REDACTED} {REDACTED}"
     assert entry["occurrence_id"] == 7
     assert current_update.get() is None

@@ -10,6 +10,7 @@ handlers log carries it; engines pass `extra={"occurrence_id": ...}` where they 
 import contextvars
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -50,12 +51,21 @@ class RedactingFormatter(logging.Formatter):
     def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
         super().__init__(fmt)
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        # Case-insensitive: PTB capitalizes error descriptions, lowercasing the rest of
+        # them, so a token quoted by Telegram in an error comes back in lower case.
+        forms = {form for s in self._secrets for form in (s, json.dumps(s)[1:-1])}
+        self._pattern = (
+            re.compile("|".join(map(re.escape, sorted(forms, key=len, reverse=True))), re.I)
+            if forms
+            else None
+        )
+
+    def redact(self, text: str) -> str:
+        """Blank out every secret, however it is cased (or JSON-escaped)."""
+        return self._pattern.sub(REDACTED, text) if self._pattern is not None else text
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return self.redact(super().format(record))
 
 
 class JsonFormatter(RedactingFormatter):
@@ -79,12 +89,8 @@ class JsonFormatter(RedactingFormatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        text = json.dumps(entry, ensure_ascii=False, default=str)
-        for secret in self._secrets:
-            # A secret inside a JSON string is escaped the way json.dumps escapes it.
-            for form in {secret, json.dumps(secret)[1:-1]}:
-                text = text.replace(form, REDACTED)
-        return text
+        # A secret inside a JSON string is escaped as json.dumps escapes it: both forms go.
+        return self.redact(json.dumps(entry, ensure_ascii=False, default=str))
 
 
 def setup_logging(
