@@ -57,6 +57,7 @@ async def test_command_menu_is_published_at_start_up(bot: Harness) -> None:
         "stop",
         "settings",
         "privacy",
+        "mydata",
         "forget",
         "start",
     ]

@@ -21,6 +21,7 @@ from miliabot_tg.handlers import Deps, Handlers
 from miliabot_tg.inbound import Inbound, LaneProcessor
 from miliabot_tg.logs import update_context
 from miliabot_tg.pacing import Pacer
+from miliabot_tg.privacy import PrivacyHandlers
 from miliabot_tg.reminders.handlers import ReminderHandlers
 from miliabot_tg.settings_handlers import SettingsHandlers
 from miliabot_tg.stats_handlers import StatsHandlers
@@ -202,6 +203,7 @@ def build_application(
     AnnouncementHandlers(deps).register(app)
     BroadcastHandlers(deps).register(app)
     ContentHandlers(deps).register(app)
+    PrivacyHandlers(deps).register(app)  # /mydata, before the unknown-command catch-all
     Handlers(deps).register(app)
     return Built(app, dispatcher, broadcaster)
 

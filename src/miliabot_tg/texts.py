@@ -26,6 +26,7 @@ COMMANDS = (
     BotCommand("stop", "Pause all reminders"),
     BotCommand("settings", "Announcements, timezone and quiet hours"),
     BotCommand("privacy", "What I store and why"),
+    BotCommand("mydata", "Get everything I store about you, as a file"),
     BotCommand("forget", "Delete everything I store about you"),
     BotCommand("start", "Welcome and overview"),
 )
@@ -75,6 +76,7 @@ def help_text() -> str:
         "/stop: pause all reminders (/start offers to resume)\n"
         "/settings: announcements on or off, timezone and quiet hours, with buttons\n\n"
         "/privacy: what I store about you and why\n"
+        "/mydata: everything I store about you, as a file\n"
         "/forget: delete everything I store about you\n"
         "/start: the welcome message\n\n"
         "You can also type a question in your own words and I'll find the closest topics.\n\n"
@@ -83,7 +85,7 @@ def help_text() -> str:
 
 
 def privacy_text() -> str:
-    """Say what is stored, accurately for what the bot does today."""
+    """Say what is stored, who can see what, and how to get or delete it; accurately."""
     return (
         "<b>Your privacy</b>\n\n"
         "I store only what I need to talk to you and remind you:\n"
@@ -102,9 +104,23 @@ def privacy_text() -> str:
         "nobody gets it twice.\n\n"
         "I don't keep the questions you type or the topics you read, and I never share "
         "anything with anyone.\n\n"
-        "Send /forget to delete everything I store about you, reminders, announcements "
-        "and their history included."
+        "<b>What the people who run me can see:</b> counts (how many users, reminders and "
+        "their outcomes, in /stats) and how each announcement went (sent, blocked, "
+        "failed). They can read the database, so the list above, but I don't store the "
+        "messages you write, so there is nothing of that to see. Error reports they get "
+        "carry no message text.\n\n"
+        "Send /mydata to get everything I store about you as a file.\n"
+        "Send /forget to delete it all, reminders, announcements and their history "
+        "included; afterwards I keep only your user id marked as deleted, so I never "
+        "message you again unless you write to me, which starts afresh."
     )
+
+
+# What /mydata's file says is deliberately absent.
+NOT_STORED = (
+    "The messages you write, the guide topics you read and any location you share are not stored."
+)
+MYDATA_CAPTION = "📄 Everything I store about you. /forget deletes it; /privacy explains each part."
 
 
 def forget_question() -> tuple[str, InlineKeyboardMarkup]:
