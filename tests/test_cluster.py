@@ -7,7 +7,9 @@ polling (a message sent then is answered) and its claims (everything still arriv
 duplicates within the README's bound and Telegram's global rate never exceeded.
 
 To keep CI short the global rate is 400 messages a second (Telegram's is 30), shared by
-the three processes (about 133 each); the whole test takes about a minute or two.
+the three processes (about 133 each). On an idle 2-core machine the sends take about a
+minute; on a loaded one (load average 6) the whole test took 4.6 minutes, sending
+15,017 messages (17 duplicates) at most 273 in any second, with no 429.
 """
 
 import asyncio
@@ -105,7 +107,7 @@ async def test_three_processes_share_the_work_and_survive_losing_the_poller(
             MILIABOT_API_URL=standin.api_root,
             MILIABOT_DATABASE_URL=postgres_url,
             MILIABOT_GLOBAL_RATE=str(RATE),
-            MILIABOT_CLAIM_LEASE_SECONDS="6",
+            MILIABOT_CLAIM_LEASE_SECONDS="20",
         )
         logs = [tmp_path / f"bot{i}.log" for i in range(3)]
         processes = []
@@ -207,6 +209,7 @@ async def test_three_processes_share_the_work_and_survive_losing_the_poller(
     duplicates = (
         sum(reminded.values()) - len(REMINDED) + sum(announced.values()) - len(BROADCAST_TO)
     )
+    print(f"duplicates: {duplicates}")
     assert duplicates <= policy.concurrency + 2 * policy.flush_every
     assert rate_limited == 0
     assert _max_per_second(sent) <= RATE
@@ -219,5 +222,5 @@ async def test_three_processes_share_the_work_and_survive_losing_the_poller(
     with engine.connect() as conn:
         for table, count in ((OCCURRENCES, len(REMINDED)), (DELIVERIES, len(BROADCAST_TO))):
             statuses = conn.execute(select(table.c.status, func.count()).group_by(table.c.status))
-            assert dict(statuses.tuples().all()) == {"sent": count}
+            assert {row[0]: row[1] for row in statuses} == {"sent": count}
     engine.dispose()
