@@ -302,6 +302,9 @@ def test_the_installed_wheel_carries_the_place_table_for_timezone_lookups(
 def test_the_installed_wheel_migrates_and_refuses_to_run_without_a_token(
     installed_wheel: Path, tmp_path: Path
 ) -> None:
+    helped = _from_wheel(installed_wheel, "--help", cwd=tmp_path)
+    assert helped.returncode == 0, helped.stderr
+    assert "migrate" in helped.stdout and "run" in helped.stdout
     migrated = _from_wheel(installed_wheel, "migrate", cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     assert (tmp_path / "data" / "miliabot.sqlite3").is_file()
