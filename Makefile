@@ -35,7 +35,7 @@ migrate: $(STAMP)
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
-# The benchmarks of issue 3 (start-up, dispatch, punctuality); they need PostgreSQL too.
+# Every benchmark, each ending in one JSON line; they need PostgreSQL too.
 bench: $(STAMP)
 	$(BIN)/python -m bench.startup
 	$(BIN)/python -m bench.dispatch
@@ -44,6 +44,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.broadcasts during
 	$(BIN)/python -m bench.broadcasts memory
 	$(BIN)/python -m bench.flood
+	$(BIN)/python -m bench.search
+	$(BIN)/python -m bench.webhook
 
 # requirements.lock: every runtime dependency pinned with hashes, for the Docker image.
 # Run after changing the dependencies in pyproject.toml (tests/test_packaging.py checks).

@@ -11,6 +11,10 @@ from sqlalchemy import Engine
 
 from miliabot_tg.db import make_engine, migrate
 
+# Nothing in the tests reaches the internet: settings read from the environment (and
+# bots started as subprocesses) send UV forecast requests to a closed loopback port.
+os.environ.setdefault("MILIABOT_UV_API_URL", "http://127.0.0.1:9")
+
 POSTGRES_URL = os.environ.get(
     "MILIABOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

@@ -16,6 +16,8 @@ from miliabot_tg.content import Guide, load_guide
 from miliabot_tg.db import make_engine, migrate
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps
+from miliabot_tg.metrics import Metrics
+from miliabot_tg.outdoors_handlers import UvService
 from miliabot_tg.paths import bundled_dir
 from miliabot_tg.standin import DEFAULT_TOKEN, BotMessage, StandIn
 
@@ -49,6 +51,9 @@ class Harness:
     dispatcher: Dispatcher
     broadcaster: Broadcaster
     allowed: set[str] = field(default_factory=set)
+    metrics: Metrics = field(default_factory=Metrics)
+    deps: Deps | None = None
+    uv: UvService | None = None
 
     async def say(self, text: str, *, user_id: int = USER, **kwargs: object) -> list[BotMessage]:
         """Send `text` as the user and return the bot messages it caused in that chat."""
@@ -96,6 +101,8 @@ async def running_bot(
     clock: Callable[[], datetime] | None = None,
     policy: DispatchPolicy | None = None,
     paid_broadcasts: bool = False,
+    uv_api_url: str | None = None,
+    uv_timeout: float = 3.0,
     flood_limit: int | None = None,
 ) -> AsyncIterator[Harness]:
     """Start the stand-in and the real bot against it; stop both afterwards.
@@ -117,6 +124,9 @@ async def running_bot(
             global_rate=global_rate or 10_000.0,
             chat_rate=chat_rate or 10_000.0,
             paid_broadcasts=paid_broadcasts,
+            # Nothing in the tests reaches the internet: no UV stand-in, a closed port.
+            uv_api_url=uv_api_url or "http://127.0.0.1:9",
+            uv_timeout_seconds=uv_timeout,
             flood_limit=flood_limit or 1_000_000,
         )
         deps = Deps(settings=settings, engine=engine, guide=GUIDE, clock=clock or frozen)
@@ -140,6 +150,9 @@ async def running_bot(
                     processed,
                     built.dispatcher,
                     built.broadcaster,
+                    metrics=built.metrics,
+                    deps=deps,
+                    uv=built.uv,
                 )
             finally:
                 await app.updater.stop()

@@ -96,3 +96,17 @@ def test_flood_benchmark_reports_other_users_latency_and_search_cost() -> None:
     assert set(figures) == {"flood_other_p99_s", "search_worst_ms"}
     assert figures["flood_other_p99_s"] < 60
     assert figures["search_worst_ms"] < 10_000
+
+
+def test_search_benchmark_reports_relevance_and_time() -> None:
+    figures = _run("bench.search")
+    assert set(figures) == {"search_top1", "search_top3", "search_mean_ms", "search_p99_ms"}
+    assert 0 < figures["search_top1"] <= figures["search_top3"] <= 1
+    assert figures["search_mean_ms"] <= figures["search_p99_ms"]
+
+
+def test_webhook_benchmark_reports_rate_and_latency() -> None:
+    figures = _run("bench.webhook")
+    assert set(figures) == {"webhook_updates_per_s", "webhook_p99_ms"}
+    assert 0 < figures["webhook_updates_per_s"] < 1000
+    assert figures["webhook_p99_ms"] > 0

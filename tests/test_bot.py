@@ -55,6 +55,7 @@ async def test_command_menu_is_published_at_start_up(bot: Harness) -> None:
         "timezone",
         "quiet",
         "stop",
+        "outdoors",
         "settings",
         "privacy",
         "mydata",
@@ -133,6 +134,29 @@ async def test_a_search_without_matches_suggests_topics_instead_of_silence(bot: 
     assert "couldn't find anything about “quantum chromodynamics”" in reply.plain
     labels = [label for row in reply.buttons for label, _ in row]
     assert labels[:4] == [s.title for s in bot.guide.snippets[:4]]
+
+
+async def test_a_search_with_no_good_answer_says_so_and_offers_the_closest(bot: Harness) -> None:
+    (reply,) = await bot.say("hair loss")
+    assert "I don't have a topic that answers “hair loss”" in reply.plain
+    assert "Topics about" not in reply.plain
+    labels = [label for row in reply.buttons for label, _ in row]
+    closest = bot.guide.find("hair loss").closest
+    assert closest and labels == [s.title for s in closest[:4]] + ["« All topics"]
+    opened = await bot.press(labels[0])
+    assert opened.plain.startswith(labels[0])
+
+
+async def test_people_s_words_find_their_topic_first(bot: Harness) -> None:
+    for words, title in [
+        ("what are milia", "What milia are"),
+        ("can i pop milia", "Don't squeeze or pick milia"),
+        ("suncreen", "Daily sunscreen"),
+        ("moisturiser", "Moisturizing the right way"),
+    ]:
+        (reply,) = await bot.say(words)
+        assert reply.plain.startswith("🔎 Topics about"), words
+        assert reply.buttons[0][0][0] == title, words
 
 
 async def test_user_text_is_escaped_and_shortened_when_echoed(bot: Harness) -> None:

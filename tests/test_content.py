@@ -10,7 +10,7 @@ from typing import Any
 import frontmatter
 import pytest
 
-from miliabot_tg import content
+from miliabot_tg import content, search
 from miliabot_tg.content import (
     TIP_KINDS,
     ContentError,
@@ -136,6 +136,65 @@ def test_search_of_nonsense_or_stopwords_finds_nothing(guide: Guide) -> None:
     assert guide.search("zzzqqq") == []
     assert guide.search("what is the") == []
     assert guide.search("   ") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("what are milia", "what-milia-are"),  # "milia" is everywhere; the title decides
+        ("can i pop milia", "dont-squeeze"),  # used to offer "Rare forms of milia" first
+        ("can't I pop them?", "dont-squeeze"),
+        ("suncreen", "sun-protection"),  # a typo of one letter
+        ("exfoilate", "gentle-exfoliation"),  # two letters swapped
+        ("moisturiser", "moisturizing"),  # British spelling, American title
+        ("milia babys", "milia-in-babies"),  # a plural as people write it
+        ("paediatrician newborn rash", "baby-look-alikes"),
+    ],
+)
+def test_search_puts_the_topic_people_mean_first(guide: Guide, query: str, expected: str) -> None:
+    found = [s.id for s in guide.search(query, limit=3)]
+    assert found[:1] == [expected], found
+
+
+def test_british_and_american_spellings_search_alike(guide: Guide) -> None:
+    for british, american in [
+        ("moisturiser", "moisturizer"),
+        ("skin colour change", "skin color change"),
+        ("paediatrician", "pediatrician"),
+    ]:
+        assert [s.id for s in guide.search(british)] == [s.id for s in guide.search(american)]
+        assert content.query_terms(british) == content.query_terms(american)
+
+
+def test_a_word_in_every_snippet_does_not_decide_the_ranking(guide: Guide) -> None:
+    assert [s.id for s in guide.search("milia makeup")][:1] == ["makeup-and-milia"]
+    assert [s.id for s in guide.search("skin sunscreen")][:1] == ["sun-protection"]
+
+
+def test_typos_are_corrected_only_in_words_of_five_letters_or_more(guide: Guide) -> None:
+    index = guide._index.ranking
+    assert index.match("suncreen") == search.Match(("sunscreen",), search.FUZZY_FACTOR[1])
+    assert index.match("zzzzzzzz") is None
+    assert index.match("pne") is None  # "pen" is one letter off, but short words aren't guessed
+
+
+def test_a_search_with_no_good_answer_offers_the_closest_topics_as_such(guide: Guide) -> None:
+    found = guide.find("hair loss")
+    assert found.matches == []
+    assert found.closest, "the nearest topics are offered, labelled as the nearest"
+    assert guide.search("hair loss") == []
+    assert guide.find("bitcoin price").matches == []
+    assert guide.find("zzzqqq") == content.Found([], [])
+    sunscreen = guide.find("sunscreen")
+    assert sunscreen.matches[0].id == "sun-protection"
+    assert sunscreen.closest == []
+
+
+def test_words_in_most_snippets_or_chat_make_no_answer_alone(guide: Guide) -> None:
+    skin = guide.find("skin")  # in nearly every snippet: it can't pick one
+    assert skin.matches == [] and skin.closest
+    assert guide.find("thanks for the help") == content.Found([], [])
+    assert guide.find("milia").matches[0].id == "what-milia-are"  # the topic's own title
 
 
 # --- the validator, on broken copies of the content ---------------------------------------
@@ -497,34 +556,56 @@ def test_a_hostile_query_scores_at_most_the_capped_number_of_terms(
 ) -> None:
     assert len(query) >= 3000
     scored: list[str] = []
-    score_term = content._term_scores
+    match = search.Index.match
 
-    def counting(index: object, term: str) -> dict[str, float]:
-        scored.append(term)
-        return score_term(index, term)  # type: ignore[arg-type]
+    def counting(index: search.Index, word: str) -> search.Match | None:
+        scored.append(word)
+        return match(index, word)
 
-    monkeypatch.setattr(content, "_term_scores", counting)
+    monkeypatch.setattr(search.Index, "match", counting)
     guide.search(query)
     assert len(scored) <= content.MAX_TERMS
     assert len(set(scored)) == len(scored), "a repeated word is scored once"
     assert all(len(term) <= content.MAX_TERM_CHARS for term in scored)
 
 
+class _NoScan(dict[Any, Any]):
+    """A table a search may look things up in but never walk through."""
+
+    def __iter__(self) -> Any:
+        raise AssertionError("the vocabulary was scanned during a search")
+
+    def items(self) -> Any:
+        raise AssertionError("the vocabulary was scanned during a search")
+
+    def keys(self) -> Any:
+        raise AssertionError("the vocabulary was scanned during a search")
+
+    def values(self) -> Any:
+        raise AssertionError("the vocabulary was scanned during a search")
+
+
 def test_a_search_never_rescans_the_vocabulary(guide: Guide) -> None:
-    class NoScan(dict[str, float]):
-        def __iter__(self) -> Any:
-            raise AssertionError("the vocabulary was scanned during a search")
-
-        def items(self) -> Any:
-            raise AssertionError("the vocabulary was scanned during a search")
-
-        def keys(self) -> Any:
-            raise AssertionError("the vocabulary was scanned during a search")
-
+    # A whole word, a prefix ("exfol", "dermatol") and a typo ("suncreen"): each is looked up in
+    # tables made at load; a typo is compared only with the words of its first letter and length.
     index = guide._index
-    guarded = dataclasses.replace(index, idf=NoScan(index.idf))
-    found = content._search(guarded, content.query_terms("exfol dermatol newborn"), 5)
-    assert [s.id for s in found] == [s.id for s in guide.search("exfol dermatol newborn")]
+    ranking = index.ranking
+    guarded = dataclasses.replace(
+        index,
+        ranking=dataclasses.replace(
+            ranking,
+            scores=_NoScan(ranking.scores),
+            document_frequency=_NoScan(ranking.document_frequency),
+            prefixes=_NoScan(ranking.prefixes),
+            shapes=_NoScan(ranking.shapes),
+        ),
+    )
+    query = "exfol dermatol newborn suncreen"
+    found = content._find(guarded, content.query_terms(query), 5)
+    assert found == guide.find(query)
+    assert found.matches or found.closest
+    widest = max(len(words) for words in ranking.shapes.values())
+    assert widest < len(ranking.scores) / 10, "typo candidates are a small slice of the words"
 
 
 def test_query_terms_are_distinct_counted_and_capped() -> None:

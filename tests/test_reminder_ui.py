@@ -302,8 +302,9 @@ async def test_sharing_a_location_sets_the_zone_and_moves_the_reminders(bot: Har
 
     woken = watch_wakes(bot)
     await bot.handled(bot.standin.send_location(52.52, 13.40))
-    answer = bot.standin.last(USER)
-    assert answer is not None
+    # The zone's answer, then the question whether to keep the location for UV forecasts.
+    answer, keep = bot.standin.chat(USER)[-2:]
+    assert keep.plain.startswith("☀️ May I keep this location for UV forecasts?")
     assert answer.plain.startswith("🌍 Your timezone is now Europe/Berlin. It's 10:00 there.")
     assert "I moved your reminder to match." in answer.plain
     assert answer.reply_markup == {"remove_keyboard": True}

@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +10,7 @@ from telegram import BotCommandScopeChat, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, Defaults, ExtBot, TypeHandler
+from telegram.request import HTTPXRequest
 
 from miliabot_tg import broadcast_texts, texts
 from miliabot_tg.announcements import AnnouncementHandlers
@@ -18,13 +19,16 @@ from miliabot_tg.broadcaster import Broadcaster, BroadcastPolicy
 from miliabot_tg.content_handlers import ContentHandlers
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
-from miliabot_tg.inbound import Inbound, LaneProcessor
+from miliabot_tg.inbound import Inbound
 from miliabot_tg.logs import update_context
+from miliabot_tg.metrics import Metrics
+from miliabot_tg.outdoors_handlers import OutdoorHandlers, UvService
 from miliabot_tg.pacing import Pacer
 from miliabot_tg.privacy import PrivacyHandlers
 from miliabot_tg.reminders.handlers import ReminderHandlers
 from miliabot_tg.settings_handlers import SettingsHandlers
 from miliabot_tg.stats_handlers import StatsHandlers
+from miliabot_tg.uv import UvClient
 
 BotApplication = Application[Any, Any, Any, Any, Any, Any]
 log = logging.getLogger(__name__)
@@ -42,6 +46,8 @@ class Built:
     app: BotApplication
     dispatcher: Dispatcher
     broadcaster: Broadcaster
+    metrics: Metrics = field(default_factory=Metrics)
+    uv: UvService | None = None
 
 
 def build_application(
@@ -51,6 +57,7 @@ def build_application(
     policy: DispatchPolicy | None = None,
     broadcast_policy: BroadcastPolicy | None = None,
     dispatch: bool = True,
+    metrics: Metrics | None = None,
 ) -> Built:
     """Build the bot: HTTP client, pacing, defaults, handlers, the dispatcher and hooks.
 
@@ -121,6 +128,7 @@ def build_application(
             if paid_bot is not None:
                 await paid_bot.initialize()
             broadcaster.start()
+            uv_service.start(app.job_queue)
 
     async def post_stop(_app: BotApplication) -> None:
         """Stop broadcasting while the HTTP client is still open for the sends on the wire."""
@@ -144,10 +152,15 @@ def build_application(
                 await asyncio.to_thread(dispatcher.leave)
             except Exception as exc:  # the database is gone: the leases run out instead
                 log.warning("could not give back claims (%s); they expire with the lease", exc)
+        await uv_service.client.close()
 
     inbound = Inbound(
         limit=settings.flood_limit, window=settings.flood_window_seconds, clock=deps.clock
     )
+    metrics = metrics or Metrics()
+    metrics.watch_pacers(pacer, paid_pacer)
+    metrics.watch_content(lambda: deps.live.version)
+    counted: dict[str, Any] = {"event_hooks": {"response": [metrics.on_response]}}
     app = (
         ApplicationBuilder()
         .token(token)
@@ -158,12 +171,23 @@ def build_application(
         .rate_limiter(pacer)
         # Users are independent of each other; one slow reply must not hold up the rest: each
         # chat's updates queue in a lane of their own, and one user's flood is cut short.
-        .concurrent_updates(LaneProcessor(inbound))
-        .get_updates_read_timeout(POLL_TIMEOUT + 10)
+        .concurrent_updates(metrics.processor(inbound))  # LaneProcessor, counted and timed
+        # PTB's default requests, plus a hook that counts the Bot API's error answers.
+        .request(HTTPXRequest(connection_pool_size=256, httpx_kwargs=counted))
+        .get_updates_request(
+            HTTPXRequest(
+                connection_pool_size=1, read_timeout=POLL_TIMEOUT + 10, httpx_kwargs=counted
+            )
+        )
         .post_init(post_init)
         .post_stop(post_stop)
         .post_shutdown(post_shutdown)
         .build()
+    )
+    uv_service = UvService(
+        client=UvClient(settings.uv_api_url, clock=deps.clock, timeout=settings.uv_timeout_seconds),
+        engine=deps.engine,
+        clock=deps.clock,
     )
     dispatcher = Dispatcher(
         bot=app.bot,
@@ -177,6 +201,8 @@ def build_application(
         # A bot that dispatches stops sending once it is shutting down; one driven by hand
         # (benchmarks, the console) has no running state to consult.
         keep_going=(lambda: app.running) if dispatch else (lambda: True),
+        on_outcomes=metrics.count_outcomes,
+        decorate=uv_service.decorate,
     )
     broadcaster = Broadcaster(
         bot=paid_bot or app.bot,
@@ -192,6 +218,7 @@ def build_application(
         paid=paid_bot is not None,
     )
     deps = replace(deps, wake=dispatcher.wake, wake_broadcasts=broadcaster.wake)
+    deps = replace(deps, forget_place=lambda user_id: uv_service.remember(user_id, None))
     # Order matters: the reminder handlers take locations and typed answers they asked for
     # before the guide's catch-alls (text search, unknown commands, "I can only read text").
     # First of all, so that every line logged while handling an update names it.
@@ -202,10 +229,11 @@ def build_application(
     StatsHandlers(deps).register(app)  # operators only; anyone else's /stats is unknown
     AnnouncementHandlers(deps).register(app)
     BroadcastHandlers(deps).register(app)
+    OutdoorHandlers(deps, uv_service).register(app)
     ContentHandlers(deps).register(app)
     PrivacyHandlers(deps).register(app)  # /mydata, before the unknown-command catch-all
     Handlers(deps).register(app)
-    return Built(app, dispatcher, broadcaster)
+    return Built(app, dispatcher, broadcaster, metrics, uv_service)
 
 
 async def _note_update(update: Update, _context: object) -> None:

@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
 
     add_operator_commands(commands)
 
+    # `webhook set|delete|info`: see webhook_cli.py.
+    from miliabot_tg.webhook_cli import add_commands as add_webhook_commands
+
+    add_webhook_commands(commands)
+
     content = commands.add_parser("content", help="work with the guide content")
     content_commands = content.add_subparsers(required=True, metavar="ACTION")
     check = content_commands.add_parser("validate", help="check every content file")
@@ -126,6 +131,7 @@ def _run(_args: argparse.Namespace) -> int:
     from miliabot_tg import lifecycle
     from miliabot_tg.app import build_application
     from miliabot_tg.handlers import Deps
+    from miliabot_tg.web import make_server
 
     settings = load_settings()
     token = settings.token_value()
@@ -138,9 +144,10 @@ def _run(_args: argparse.Namespace) -> int:
     publishing.publish_at_start(engine, settings.content_dir)
     deps = Deps(settings=settings, engine=engine, guide=guide, clock=utcnow)
     built = build_application(deps, token)
+    web = make_server(settings, deps, built)  # health, readiness, metrics; the webhook
     log.info("starting: %d guide topics, database %s", len(guide.snippets), engine.dialect.name)
     # Waits for Telegram, runs until SIGTERM/SIGINT, stops within lifecycle.STOP_WITHIN.
-    asyncio.run(lifecycle.run(built))
+    asyncio.run(lifecycle.run(built, web=web))
     return 0
 
 

@@ -1,10 +1,12 @@
 """One Settings class, read from the environment and an optional `.env` file."""
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from miliabot_tg.paths import bundled_dir
@@ -42,13 +44,23 @@ class Settings(BaseSettings):
     claim_lease_seconds: float = Field(default=60.0, gt=0)
     # Finished reminder occurrences are kept this long (a year of progress history), then pruned.
     history_days: int = Field(default=400, ge=1)
+    # Open-Meteo's forecast API, for the UV index on sunscreen reminders and outdoor mode.
+    uv_api_url: str = "https://api.open-meteo.com"
+    uv_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
     # One user's updates beyond this many in this many seconds are dropped (one "slow down").
     flood_limit: int = Field(default=20, ge=1)
     flood_window_seconds: float = Field(default=10.0, gt=0)
+    # host:port of the HTTP server (health, readiness, metrics, the webhook); "off": none.
+    listen: str = "0.0.0.0:8080"
+    # The public https URL Telegram posts updates to; set, it replaces polling (web.py).
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    # How many connections Telegram may open to the webhook at once (1-100).
+    webhook_max_connections: int = Field(default=40, ge=1, le=100)
     # "text" for people reading a terminal, "json" (one object a line) for a log collector.
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("api_url")
+    @field_validator("api_url", "uv_api_url")
     @classmethod
     def _check_api_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
@@ -83,6 +95,62 @@ class Settings(BaseSettings):
             raise ValueError(f"folder {value} does not exist")
         return value
 
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() not in ("", "off"):
+            parse_listen(value)
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        value = (value or "").strip() or None
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme != "https" or not parts.hostname:
+                raise ValueError(
+                    "must be a public https:// URL, such as https://bot.example.com/tg"
+                )
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        # Telegram's rule for secret_token: 1-256 characters A-Z, a-z, 0-9, _ and -.
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value().strip()):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return SecretStr(value.get_secret_value().strip())
+
+    @model_validator(mode="after")
+    def _check_webhook(self) -> "Settings":
+        if self.webhook_url is not None:
+            if self.webhook_secret is None:
+                raise ValueError(
+                    "MILIABOT_WEBHOOK_SECRET is required with MILIABOT_WEBHOOK_URL: Telegram "
+                    "sends it with every update, so no one else can post to the webhook "
+                    "(e.g. `openssl rand -hex 32`)"
+                )
+            if self.listen_address() is None:
+                raise ValueError(
+                    "MILIABOT_LISTEN must be a host:port with MILIABOT_WEBHOOK_URL: the webhook "
+                    "is served there"
+                )
+        return self
+
+    def listen_address(self) -> tuple[str, int] | None:
+        """Where the HTTP server listens, or None when MILIABOT_LISTEN is empty or off."""
+        if self.listen.lower() in ("", "off"):
+            return None
+        return parse_listen(self.listen)
+
+    def webhook_path(self) -> str:
+        """The path the webhook is served at: the public URL's path ("/" if it has none)."""
+        return urlsplit(self.webhook_url or "").path or "/"
+
     def token_value(self) -> str:
         """Return the token, or raise ConfigError saying how to get one."""
         if self.token is None or not self.token.get_secret_value().strip():
@@ -91,6 +159,15 @@ class Settings(BaseSettings):
                 "and run `MILIABOT_TOKEN=<token> make run` (`make console` needs no token)."
             )
         return self.token.get_secret_value().strip()
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Read "host:port" ("[::1]:8080" for IPv6; port 0: any free one)."""
+    host, colon, port = value.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError("must be host:port, such as 0.0.0.0:8080, or off")
+    return host, int(port)
 
 
 class ConfigError(Exception):
@@ -103,6 +180,8 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "MILIABOT_" + str(first["loc"][0]).upper() if first["loc"] else "a setting"
         message = str(first["msg"]).removeprefix("Value error, ")
+        if not first["loc"]:  # a rule over several settings names them itself
+            raise ConfigError(f"{message}.") from None
+        name = "MILIABOT_" + str(first["loc"][0]).upper()
         raise ConfigError(f"{name} {message}.") from None

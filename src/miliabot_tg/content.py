@@ -1,8 +1,6 @@
 """Load, validate and search the guide in `content/`: Markdown files with YAML front matter."""
 
-import math
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +12,7 @@ from typing import Any
 import frontmatter
 import yaml
 
+from miliabot_tg import search
 from miliabot_tg.markup import render
 from miliabot_tg.telegram_html import EntityParseError, parse_html
 
@@ -42,7 +41,6 @@ MAX_BODY_CHARS = 3600
 _SNIPPET_FIELDS = {"id", "title", "topic", "order", "related", "references", "reviewed"}
 _SNIPPET_OPTIONAL = {"keywords"}
 _TIP_FIELDS = {"id", "for", "references", "reviewed"}
-_WORD = re.compile(r"[a-z0-9]+")
 _REFERENCE_FIELDS = {"title", "url"}
 _PAGE_URL = re.compile(r"^https://[a-z0-9.-]+\.[a-z]{2,}(/\S*)?$", re.IGNORECASE)
 
@@ -102,8 +100,12 @@ class Guide:
         return self._index.by_id.get(snippet_id)
 
     def search(self, query: str, *, limit: int = 5) -> list[Snippet]:
-        """Return the snippets that best match the words of `query`, best first."""
+        """Return the snippets that answer `query` well, best first (maybe none)."""
         return _search(self._index, query_terms(query), limit)
+
+    def find(self, query: str, *, limit: int = 5) -> "Found":
+        """Search: the good answers to `query`, or else the nearest topics."""
+        return _find(self._index, query_terms(query), limit)
 
     @cached_property
     def _index(self) -> "_SearchIndex":
@@ -422,13 +424,8 @@ def _load_tips(
 
 
 # --- search -------------------------------------------------------------------------------
-
-_STOPWORDS = frozenset(
-    (
-        "a an and are as at be can do does for from how i if in is it my of on or should the "
-        "to what when which why with you your me about"
-    ).split()
-)
+# The ranking itself is in `search.py` (BM25F, stemming, typo correction); here are the caps on
+# what a query may cost and the Guide's view of the results.
 
 # Whatever a user sends, a search reads at most this much of it: a question is a phrase, not an
 # essay, and any text must be answered in well under 20 ms of CPU on the event loop. The caps
@@ -436,17 +433,18 @@ _STOPWORDS = frozenset(
 MAX_QUERY_CHARS = 500
 MAX_TERMS = 12  # distinct terms; a repeated word is one term counted more than once
 MAX_TERM_CHARS = 30  # longer than any word in the guide: such a "word" can match nothing
-MIN_PREFIX = 3  # a typed prefix of three letters or more ("exfol") matches whole words
+MIN_PREFIX = search.MIN_PREFIX
 
 
 def query_terms(query: str) -> Counter[str]:
     """The distinct search terms of `query` and how often each was typed, within the caps.
 
     Policy: only the first MAX_QUERY_CHARS characters are read; stopwords and words longer than
-    MAX_TERM_CHARS are dropped; of the rest, the first MAX_TERMS distinct terms are kept.
+    MAX_TERM_CHARS are dropped; of the rest, the first MAX_TERMS distinct terms are kept. A
+    term is a word folded to ASCII and spelled the American way (see `search.surface_words`).
     """
     terms: Counter[str] = Counter()
-    for word in _words(query[:MAX_QUERY_CHARS]):
+    for word in search.surface_words(query[:MAX_QUERY_CHARS]):
         if len(word) > MAX_TERM_CHARS:
             continue
         if word in terms or len(terms) < MAX_TERMS:
@@ -454,84 +452,33 @@ def query_terms(query: str) -> Counter[str]:
     return terms
 
 
-def _words(text: str) -> list[str]:
-    folded = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
-    return [_stem(w) for w in _WORD.findall(folded) if w not in _STOPWORDS]
+@dataclass(frozen=True)
+class Found:
+    """What a search found: answers, or else the nearest topics."""
 
-
-def _stem(word: str) -> str:
-    """Fold the plural and -ing forms people type onto one key ("peels" ~ "peel")."""
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    for suffix in ("ing", "es", "s"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
-
-
-# How often a word appears in one snippet's title, keywords and body.
-_Counts = tuple[int, int, int]
+    matches: list[Snippet]  # good answers, best first; empty when nothing matched well
+    closest: list[Snippet]  # when there are no good answers: the nearest topics, if any
 
 
 @dataclass(frozen=True)
 class _SearchIndex:
     by_id: dict[str, Snippet]
-    idf: dict[str, float]
-    # word -> {snippet id: counts}, only the snippets that contain the word
-    postings: dict[str, dict[str, _Counts]]
-    # prefix -> (the best idf of the words it starts, those words); built once at load so a
-    # search never rescans the vocabulary
-    prefixes: dict[str, tuple[float, tuple[str, ...]]]
+    ranking: search.Index
 
 
 def _build_index(snippets: tuple[Snippet, ...]) -> _SearchIndex:
-    postings: dict[str, dict[str, _Counts]] = {}
-    for s in snippets:
-        title = Counter(_words(s.title))
-        keywords = Counter(_words(" ".join(s.keywords) + " " + s.topic))
-        body = Counter(_words(s.plain))
-        for word in title.keys() | keywords.keys() | body.keys():
-            postings.setdefault(word, {})[s.id] = (title[word], keywords[word], body[word])
-    total = max(len(snippets), 1)
-    idf = {w: math.log(1 + total / len(found)) for w, found in postings.items()}
-    starts: dict[str, list[str]] = {}
-    for word in sorted(idf):
-        for end in range(MIN_PREFIX, len(word) + 1):
-            starts.setdefault(word[:end], []).append(word)
-    prefixes = {p: (max(idf[w] for w in words), tuple(words)) for p, words in starts.items()}
-    return _SearchIndex({s.id: s for s in snippets}, idf, postings, prefixes)
+    documents = [
+        search.Document(s.id, s.title, " ".join(s.keywords) + " " + s.topic, s.plain)
+        for s in snippets
+    ]
+    return _SearchIndex({s.id: s for s in snippets}, search.build(documents))
+
+
+def _find(index: _SearchIndex, terms: Counter[str], limit: int) -> Found:
+    ranking = index.ranking.rank(terms)
+    best = [index.by_id[sid] for sid, _ in ranking.results[:limit]]
+    return Found(best, []) if ranking.answers else Found([], best)
 
 
 def _search(index: _SearchIndex, terms: Counter[str], limit: int) -> list[Snippet]:
-    scores: dict[str, float] = {}
-    for term, typed in terms.items():
-        for snippet_id, score in _term_scores(index, term).items():
-            scores[snippet_id] = scores.get(snippet_id, 0.0) + typed * score
-    # Ties go to the guide's own order, the order the snippets were loaded in.
-    ranked = sorted(scores, key=lambda sid: (-scores[sid], index.by_id[sid].order, sid))
-    return [index.by_id[sid] for sid in ranked[:limit]]
-
-
-def _term_scores(index: _SearchIndex, term: str) -> dict[str, float]:
-    """Score one term in each snippet that has it: title hits weigh 3, keywords 2, body 1.
-
-    A whole word counts every title and keyword hit and at most 3 body hits; a prefix of
-    whole words counts at most 3 hits in each field, scored at its rarest word's idf.
-    """
-    idf = index.idf.get(term)
-    if idf is not None:
-        return {
-            sid: idf * (3.0 * title + 2.0 * keywords + min(body, 3))
-            for sid, (title, keywords, body) in index.postings[term].items()
-        }
-    idf, words = index.prefixes.get(term, (0.0, ())) if len(term) >= MIN_PREFIX else (0.0, ())
-    sums: dict[str, list[int]] = {}
-    for word in words:
-        for sid, counts in index.postings[word].items():
-            found = sums.setdefault(sid, [0, 0, 0])
-            for field_index, n in enumerate(counts):
-                found[field_index] += n
-    return {
-        sid: idf * (3.0 * min(title, 3) + 2.0 * min(keywords, 3) + min(body, 3))
-        for sid, (title, keywords, body) in sums.items()
-    }
+    return _find(index, terms, limit).matches

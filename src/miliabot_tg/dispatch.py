@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from telegram import InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import CallbackContext, ExtBot, Job, JobQueue
 
@@ -87,6 +88,11 @@ FINISHED = tuple(s.value for s in OccurrenceStatus if s.value not in (*repo.CLAI
 PRUNE_EVERY = timedelta(hours=1)
 # Outcomes that never reach the database as a status of their own.
 BLOCKED, ABANDONED = "blocked", "abandoned"
+# A hook that rewords a reminder message just before it is sent: (user id, items, text,
+# keyboard) to (text, keyboard). It runs on the event loop with claims held: no I/O.
+Decorate = Callable[
+    [int, Sequence[DueReminder], str, InlineKeyboardMarkup], tuple[str, InlineKeyboardMarkup]
+]
 
 
 @dataclass(frozen=True)
@@ -210,8 +216,15 @@ class Dispatcher:
         on_share: Callable[[int], None] = lambda _processes: None,
         send_rate: Callable[[], float] = lambda: math.inf,
         keep_going: Callable[[], bool] = lambda: True,
+        on_outcomes: Callable[[list[tuple[str, bool]]], None] = lambda _outcomes: None,
+        decorate: Decorate | None = None,
     ) -> None:
         self.engine = engine
+        # Told (status, late) of each outcome once recorded, for the metrics.
+        self.on_outcomes = on_outcomes
+        # Per-kind wording added at send time from memory only (the UV on sunscreen
+        # reminders, outdoor mode's reapply reminders); see outdoors_handlers.UvService.
+        self.decorate = decorate
         # A callable follows the guide in service (publishing.LiveGuide), tips included.
         self._guide = guide if callable(guide) else lambda: guide
         self.clock = clock
@@ -357,6 +370,10 @@ class Dispatcher:
         self._last_progress = time.monotonic()
         self._schedule(self.clock())
 
+    def since_progress(self) -> float:
+        """Seconds since the dispatcher last showed progress (a cycle, a batch, a renewal)."""
+        return time.monotonic() - max(self._last_progress, self._batch.last_progress)
+
     async def _prune(self, _context: CallbackContext[Any, Any, Any, Any]) -> None:
         """Delete old history off the hot path; a failure waits for the next round."""
         try:
@@ -463,6 +480,7 @@ class Dispatcher:
             ).rowcount
         if released or expired:
             log.info("released %d stale claim(s); %d occurrence(s) missed", released, expired)
+        self.on_outcomes([(MISSED, False)] * expired)
 
     def materialize(self, now: datetime) -> int:
         """Turn due reminders into occurrences and move each reminder to its next time."""
@@ -502,6 +520,7 @@ class Dispatcher:
                 moves.append({"rid": row.id, "old": row.next_due_at, "new": following})
             self._move_reminders(conn, moves)
             self._insert_occurrences(conn, occurrences)
+        self.on_outcomes([(MISSED, False) for o in occurrences if o["status"] == MISSED])
         return len(rows)
 
     def _calendar(
@@ -659,6 +678,8 @@ class Dispatcher:
         ]
         tips = (tip_for(self.guide, i.kind, i.occurrence_id) for i in group)
         text, keyboard = reminders_message(items, next((t for t in tips if t), None))
+        if self.decorate is not None:
+            text, keyboard = self._decorated(first.user_id, items, text, keyboard)
         pace = PaceArgs(
             priority=Priority.REMINDER,
             # Never sleep on a 429 while holding a claim: hand the wait back to the database.
@@ -695,6 +716,17 @@ class Dispatcher:
                 for item in group
             ]
         return [Outcome(item, SENT, message_id=message.message_id) for item in group]
+
+    def _decorated(
+        self, user_id: int, items: list[DueReminder], text: str, keyboard: InlineKeyboardMarkup
+    ) -> tuple[str, InlineKeyboardMarkup]:
+        """The message as the kind's hook words it; as it was if the hook fails."""
+        assert self.decorate is not None
+        try:
+            return self.decorate(user_id, items, text, keyboard)
+        except Exception:
+            log.exception("decorating a reminder failed; sending it plain")
+            return text, keyboard
 
     @staticmethod
     def _retry(item: Claimed, at: datetime, error: str) -> Outcome:
@@ -753,6 +785,7 @@ class Dispatcher:
             for values, params in changes:
                 if params:
                     conn.execute(update(OCCURRENCES).where(*owned).values(**values), params)
+        self.on_outcomes([(o.status, o.claimed.late) for o in outcomes])
         if retry or failed or gave_up or abandoned:
             log.info(
                 "reminders: %d sent, %d to retry, %d given back, %d missed, %d failed",

@@ -104,6 +104,8 @@ class Deps:
     wake: Callable[[datetime], None] = lambda _when: None
     # Tell the broadcaster that a broadcast was started or resumed.
     wake_broadcasts: Callable[[], None] = lambda: None
+    # Tell the UV forecasts to stop using a user's place (their location was deleted).
+    forget_place: Callable[[int], None] = lambda _user_id: None
     visits: Visits = field(default_factory=Visits)
     # The guide in service, following published versions; made from `guide` when not given.
     _live: LiveGuide | None = field(default=None, repr=False)
@@ -266,9 +268,12 @@ class Handlers:
         await self._answer_search(message, message.text or "")
 
     async def _answer_search(self, message: Message, query: str) -> None:
-        found = self.deps.guide.search(query, limit=SEARCH_RESULTS)
-        if found:
-            text, keyboard = texts.search_results(query, found)
+        found = self.deps.guide.find(query, limit=SEARCH_RESULTS)
+        if found.matches:
+            text, keyboard = texts.search_results(query, found.matches)
+        elif found.closest:
+            # Nothing answers it well: say so, and offer the nearest topics as just that.
+            text, keyboard = texts.closest_topics(query, found.closest[:SUGGESTIONS])
         else:
             suggestions = list(self.deps.guide.snippets[:SUGGESTIONS])
             text, keyboard = texts.no_results(query, suggestions)
@@ -307,6 +312,7 @@ class Handlers:
             await self.deps.write(
                 user.id, lambda s: repo.forget_user(session=s, user_id=user.id, now=now)
             )
+            self.deps.forget_place(user.id)
             await show_in_place(update, texts.FORGOTTEN, None)
         else:
             await show_in_place(update, texts.NOT_FORGOTTEN, None)

@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telegram import Update
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
@@ -41,7 +41,11 @@ from telegram.ext import ExtBot
 from telegram.warnings import PTBDeprecationWarning
 
 from miliabot_tg.app import POLL_TIMEOUT, BotApplication, Built
+from miliabot_tg.config import ConfigError
 from miliabot_tg.election import PollerElection, elects
+
+if TYPE_CHECKING:
+    from miliabot_tg.web import WebServer
 
 log = logging.getLogger("miliabot")
 
@@ -76,28 +80,38 @@ async def run(
     backoff: Backoff | None = None,
     stop_within: float = STOP_WITHIN,
     stop: asyncio.Event | None = None,
+    web: "WebServer | None" = None,
 ) -> None:
     """Run the bot until SIGTERM or SIGINT (or `stop` is set), then stop it in order.
 
-    Raises `InvalidToken` when Telegram rejects the token.
+    `web` (health, readiness, metrics; the webhook, if it has one) listens from the first
+    moment to the last. Raises `InvalidToken` when Telegram rejects the token.
     """
     app = built.app
     stop = stop or asyncio.Event()
     _on_stop_signals(stop)
-    election = _election(built)
+    await _start_web(web)
     if not await _until_telegram_answers(app.initialize, stop, backoff or Backoff()):
         log.info("stopped before Telegram answered")
         await app.shutdown()
+        if web is not None:
+            await web.stop()
         return
+    election: PollerElection | None = None
     try:
         # A stop signal during start-up (Telegram gone again, say) ends it too.
-        if await _unless_stopped(_start(app, election), stop):
+        hooked = web is not None and web.webhook is not None
+        # Polling: one process of those sharing PostgreSQL polls (election.py); a webhook
+        # is taken by every process.
+        election = None if hooked else _election(built)
+        starting = _start_hook(app, web, stop) if web and hooked else _start(app, election)
+        if await _unless_stopped(starting, stop):
             log.info("running; SIGTERM or Ctrl-C stops")
             await stop.wait()
     finally:
         # Whatever happened above, stop in order within the bound; past it, leave anyway,
         # without cancelling anything (a cancelled send could be sent and never recorded).
-        stopping = asyncio.create_task(_stop(built, election))
+        stopping = asyncio.create_task(_stop(built, web, election))
         done, _ = await asyncio.wait({stopping}, timeout=stop_within)
         if not done:
             log.error(
@@ -164,6 +178,33 @@ def _election(built: Built) -> PollerElection | None:
     return election
 
 
+async def _start_web(web: "WebServer | None") -> None:
+    """Listen before anything else, so /healthz answers while Telegram is waited for."""
+    if web is None:
+        return
+    try:
+        await web.start()
+    except OSError as exc:
+        raise ConfigError(f"MILIABOT_LISTEN {web.host}:{web.port} cannot be used: {exc}") from None
+
+
+async def _start_hook(app: BotApplication, web: "WebServer", stop: asyncio.Event) -> None:
+    """`_start` for webhook mode: take posted updates, then register the webhook (once)."""
+    assert web.webhook is not None
+    hook = web.webhook
+    if app.post_init is not None:
+        await app.post_init(app)
+    hook.accepting = True  # queued until the application starts, just below
+    await app.start()
+    # Telegram answered getMe a moment ago; should it fail now, wait for it as at start.
+
+    async def register() -> None:
+        await hook.register()
+
+    await _until_telegram_answers(register, stop, Backoff())
+    log.info("taking updates at the webhook %s", hook.path)
+
+
 async def _unless_stopped(step: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
     """Run `step` to its end and return True, or cancel it and return False on `stop`."""
     task = asyncio.create_task(step)
@@ -179,10 +220,14 @@ async def _unless_stopped(step: Coroutine[Any, Any, None], stop: asyncio.Event) 
     return False
 
 
-async def _stop(built: Built, election: PollerElection | None = None) -> None:
+async def _stop(
+    built: Built, web: "WebServer | None" = None, election: PollerElection | None = None
+) -> None:
     """Stop fetching, stop the engines sending, record and give back, then shut down."""
     app = built.app
     log.info("stopping")
+    if web is not None and web.webhook is not None:
+        web.webhook.accepting = False  # 503: Telegram delivers again later, or elsewhere
     if election is not None:
         await election.close()  # stops polling, then gives the lock to the next process
     await _stop_polling(app)
@@ -205,6 +250,8 @@ async def _stop(built: Built, election: PollerElection | None = None) -> None:
     await app.shutdown()
     if app.post_shutdown is not None:
         await app.post_shutdown(app)
+    if web is not None:
+        await web.stop()  # last: /healthz answers until the end
     log.info("stopped")
 
 

@@ -296,3 +296,23 @@ class ContentFile(SQLModel, table=True):
     snippet_id: str | None = Field(default=None, sa_type=String(32))  # None for tip files
     title: str | None = Field(default=None, sa_type=String(64))
     source: str = Field(sa_type=Text)
+
+
+class UvLocation(SQLModel, table=True):
+    """Where a user wants UV forecasts for, kept only with their consent.
+
+    Rounded to 0.1° (about 10 km) before it is stored: enough for a UV forecast, too
+    coarse to find a home.
+    """
+
+    __tablename__ = "uv_locations"
+
+    user_id: int = Field(
+        sa_type=BigInteger,
+        sa_column_args=[ForeignKey("users.id", ondelete="CASCADE")],
+        primary_key=True,
+        sa_column_kwargs={"autoincrement": False},
+    )
+    latitude: float
+    longitude: float
+    updated_at: datetime = Field(sa_type=UTCDateTime)

@@ -101,6 +101,7 @@ class PaceStats:
     wait_max: float = 0.0  # the longest such wait of one request
     retries: int = 0  # requests repeated after a 429
     rate_limited: int = 0  # 429s (RetryAfter) seen
+    paused_total: float = 0.0  # seconds all paced traffic was paused for 429s (overlaps once)
 
 
 class SendAbandonedError(NetworkError):
@@ -276,7 +277,10 @@ class Pacer(BaseRateLimiter[PaceArgs]):
 
     def _pause(self, exc: RetryAfter) -> None:
         self.stats.rate_limited += 1
-        self._paused_until = max(self._paused_until, self._now() + _seconds(exc))
+        now = self._now()
+        until = max(self._paused_until, now + _seconds(exc))
+        self.stats.paused_total += until - max(self._paused_until, now)
+        self._paused_until = until
         self._wake.set()
 
     # --- the dispatcher -----------------------------------------------------------------------

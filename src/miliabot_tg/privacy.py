@@ -1,9 +1,10 @@
 """/mydata: everything stored about a user, sent to them as a JSON file.
 
-What is stored about a person lives in five tables keyed by their Telegram id: `users`,
-`user_preferences`, `reminders`, `occurrences` (what became of each reminder sent) and
-`deliveries` (one row per announcement sent to them); an operator's own broadcasts name
-them as `created_by`. The export reads all of them in one read-only transaction, so it is
+What is stored about a person lives in six tables keyed by their Telegram id: `users`,
+`user_preferences`, `reminders`, `occurrences` (what became of each reminder sent),
+`deliveries` (one row per announcement sent to them) and `uv_locations` (a location kept
+for UV forecasts, with their consent); an operator's own broadcasts name them as
+`created_by`. The export reads all of them in one read-only transaction, so it is
 one consistent picture; `repo.forget_user` deletes the same rows.
 """
 
@@ -20,7 +21,15 @@ from telegram.ext import Application, CommandHandler, filters
 
 from miliabot_tg import texts
 from miliabot_tg.handlers import Context, Deps
-from miliabot_tg.models import Broadcast, Delivery, Occurrence, Reminder, User, UserPreferences
+from miliabot_tg.models import (
+    Broadcast,
+    Delivery,
+    Occurrence,
+    Reminder,
+    User,
+    UserPreferences,
+    UvLocation,
+)
 
 USERS: Table = User.__table__  # type: ignore[attr-defined]
 PREFERENCES: Table = UserPreferences.__table__  # type: ignore[attr-defined]
@@ -28,6 +37,7 @@ REMINDERS: Table = Reminder.__table__  # type: ignore[attr-defined]
 OCCURRENCES: Table = Occurrence.__table__  # type: ignore[attr-defined]
 DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
 BROADCASTS: Table = Broadcast.__table__  # type: ignore[attr-defined]
+LOCATIONS: Table = UvLocation.__table__  # type: ignore[attr-defined]
 # Claim bookkeeping says which bot process held a row, nothing about the person.
 _INTERNAL = frozenset({"claimed_by", "claimed_at"})
 
@@ -42,6 +52,7 @@ def export_user(conn: Connection, user_id: int, now: datetime) -> dict[str, Any]
     users = _rows(conn, USERS, USERS.c.id == user_id)
     preferences = _rows(conn, PREFERENCES, PREFERENCES.c.user_id == user_id)
     broadcasts = _rows(conn, BROADCASTS, BROADCASTS.c.created_by == user_id)
+    locations = _rows(conn, LOCATIONS, LOCATIONS.c.user_id == user_id)
     return {
         "exported_at": now,
         "telegram_user_id": user_id,
@@ -52,7 +63,8 @@ def export_user(conn: Connection, user_id: int, now: datetime) -> dict[str, Any]
         "announcements_received": _rows(conn, DELIVERIES, DELIVERIES.c.user_id == user_id),
         # Only for operators: the broadcasts they wrote.
         **({"broadcasts_created": broadcasts} if broadcasts else {}),
-        "location": None,  # a shared location is used to find a timezone and never stored
+        # Kept only when they said yes to UV forecasts, rounded to 0.1°.
+        "location": locations[0] if locations else None,
         "not_stored": texts.NOT_STORED,
     }
 

@@ -12,6 +12,7 @@ from miliabot_tg.models import (
     User,
     UserPreferences,
     UserStatus,
+    UvLocation,
 )
 from miliabot_tg.schedule import QuietHours, ReminderSpec, Rule, next_occurrence
 from miliabot_tg.timezones import zone_from_key
@@ -143,6 +144,7 @@ def forget_user(*, session: Session, user_id: int, now: datetime | None = None) 
     session.exec(delete(Delivery).where(col(Delivery.user_id) == user_id))
     session.exec(delete(Reminder).where(col(Reminder.user_id) == user_id))
     session.exec(delete(UserPreferences).where(col(UserPreferences.user_id) == user_id))
+    session.exec(delete(UvLocation).where(col(UvLocation.user_id) == user_id))
     user = session.get(User, user_id)
     if user is not None:
         user.status = UserStatus.DELETED
@@ -230,6 +232,18 @@ def set_all_paused(
     if user is None:
         raise LookupError(f"unknown user {user_id}")
     reminders = _reschedule_all(session, user, now, default_key, all_paused=paused)
+    if paused:  # /stop ends outdoor mode too: its reapply reminders are planned, not recurring
+        session.exec(
+            delete(Occurrence).where(
+                col(Occurrence.user_id) == user_id,
+                col(Occurrence.status).in_(CLAIMABLE),
+                col(Occurrence.reminder_id).in_(
+                    select(Reminder.id).where(
+                        col(Reminder.user_id) == user_id, col(Reminder.kind) == "reapply"
+                    )
+                ),
+            )
+        )
     session.commit()
     return reminders
 
@@ -308,8 +322,12 @@ def add_reminder(
 
 
 def list_reminders(*, session: Session, user_id: int) -> list[Reminder]:
-    """Return the user's reminders, oldest first."""
-    query = select(Reminder).where(col(Reminder.user_id) == user_id).order_by(col(Reminder.id))
+    """Return the user's reminders, oldest first (not outdoor mode's hidden one)."""
+    query = (
+        select(Reminder)
+        .where(col(Reminder.user_id) == user_id, col(Reminder.kind) != "reapply")
+        .order_by(col(Reminder.id))
+    )
     return list(session.exec(query))
 
 

@@ -7,10 +7,16 @@ from sqlmodel import Session
 from telegram import Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
 
-from miliabot_tg import broadcasts, repo, texts
+from miliabot_tg import broadcasts, outdoors, repo, texts
 from miliabot_tg import settings_texts as st
 from miliabot_tg.handlers import Context, Deps, show_in_place
+from miliabot_tg.outdoors_texts import LOCATION_DELETED
 from miliabot_tg.reminders import texts as rt
+
+
+def _uv_location(session: Session, user_id: int) -> str | None:
+    kept = outdoors.get_location(session=session, user_id=user_id)
+    return None if kept is None else f"{kept.latitude:.1f}, {kept.longitude:.1f}"
 
 
 class SettingsHandlers:
@@ -40,6 +46,7 @@ class SettingsHandlers:
             quiet=repo.quiet_hours(prefs),
             reminders=len(repo.list_reminders(session=session, user_id=user_id)),
             all_paused=prefs is not None and prefs.reminders_paused,
+            uv_location=_uv_location(session, user_id),
         )
 
     async def settings(self, update: Update, context: Context) -> None:
@@ -81,5 +88,16 @@ class SettingsHandlers:
                 await context.bot.send_message(user.id, st.NOT_STARTED)
                 return
             await context.bot.send_message(user.id, rt.quiet_status(view.quiet, view.zone_key))
+        elif query.data == st.CB_UV_DELETE:
+
+            def forget_location(session: Session) -> st.SettingsView | None:
+                outdoors.delete_location(session=session, user_id=user.id)
+                return self._view(session, user.id)
+
+            view = await self.deps.write(user.id, forget_location)
+            self.deps.forget_place(user.id)
+            await query.answer(LOCATION_DELETED)
+            if view is not None:
+                await show_in_place(update, *st.settings_view(view))
         else:  # forged, or from a later or earlier version of the bot
             await query.answer(texts.STALE_BUTTON)

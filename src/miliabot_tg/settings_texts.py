@@ -4,6 +4,7 @@ Callback data (all well under Telegram's 64 bytes):
 
 * ``set:ann:off`` / ``set:ann:on``: announcements off or on; the message is redrawn;
 * ``set:quiet``: show quiet hours and how to change them (what /quiet shows);
+* ``set:uvloc:del``: delete the location kept for UV forecasts; the message is redrawn;
 * ``tz:loc``: the /timezone flow's own "tell me your timezone" button, reused as it is;
 * ``rm:list:0``: the /reminders list, reused as it is.
 """
@@ -24,6 +25,7 @@ CB_ANN_ON: Final = "set:ann:on"
 CB_QUIET: Final = "set:quiet"
 CB_TIMEZONE: Final = CB_ZONE_LOCATION
 CB_REMINDERS: Final = f"{CB_LIST}list:0"
+CB_UV_DELETE: Final = "set:uvloc:del"
 
 NOT_STARTED: Final = "Send /start first, then try /settings again."
 SWITCHED_ON: Final = "🔔 Announcements are on."
@@ -41,6 +43,8 @@ class SettingsView:
     quiet: QuietHours | None
     reminders: int
     all_paused: bool
+    # The location kept for UV forecasts ("38.7, -9.1"), if the user agreed to keep one.
+    uv_location: str | None = None
 
 
 def settings_view(view: SettingsView) -> tuple[str, InlineKeyboardMarkup]:
@@ -66,6 +70,8 @@ def settings_view(view: SettingsView) -> tuple[str, InlineKeyboardMarkup]:
         f"🌙 Quiet hours: {quiet}\n"
         f"⏰ Reminders: {reminders}"
     )
+    if view.uv_location is not None:
+        text += f"\n📍 Location for UV forecasts: {view.uv_location} (about 10 km)"
     switch = (
         InlineKeyboardButton("🔕 Turn announcements off", callback_data=CB_ANN_OFF)
         if view.announcements
@@ -79,6 +85,11 @@ def settings_view(view: SettingsView) -> tuple[str, InlineKeyboardMarkup]:
                 InlineKeyboardButton("🌙 Quiet hours", callback_data=CB_QUIET),
             ],
             [InlineKeyboardButton("⏰ My reminders", callback_data=CB_REMINDERS)],
+            *(
+                [[InlineKeyboardButton("📍 Delete my UV location", callback_data=CB_UV_DELETE)]]
+                if view.uv_location is not None
+                else []
+            ),
         ]
     )
     return text, keyboard

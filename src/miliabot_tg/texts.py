@@ -24,6 +24,7 @@ COMMANDS = (
     BotCommand("timezone", "Set your timezone"),
     BotCommand("quiet", "Quiet hours: no reminders at night"),
     BotCommand("stop", "Pause all reminders"),
+    BotCommand("outdoors", "Outside today: reminders to reapply sunscreen"),
     BotCommand("settings", "Announcements, timezone and quiet hours"),
     BotCommand("privacy", "What I store and why"),
     BotCommand("mydata", "Get everything I store about you, as a file"),
@@ -74,6 +75,8 @@ def help_text() -> str:
         "/timezone: set your timezone, e.g. <code>/timezone Lisbon</code>\n"
         "/quiet: quiet hours, e.g. <code>/quiet 22:00-07:00</code> or <code>/quiet off</code>\n"
         "/stop: pause all reminders (/start offers to resume)\n"
+        "/outdoors: outside today? I'll remind you to reapply sunscreen while the sun "
+        "is strong\n"
         "/settings: announcements on or off, timezone and quiet hours, with buttons\n\n"
         "/privacy: what I store about you and why\n"
         "/mydata: everything I store about you, as a file\n"
@@ -94,7 +97,8 @@ def privacy_text() -> str:
         "• when you first and last used the bot;\n"
         "• whether I may message you (if you block me, I stop);\n"
         "• your timezone, if you set one (a location you share is only used to look it up "
-        "and is not kept);\n"
+        "and is not kept, unless you say yes to keeping it for UV forecasts: then it is "
+        "kept rounded to about 10 km, shown in /settings and deleted there or by /forget);\n"
         "• your reminders (what, when, paused or not), your quiet hours and whether you "
         "paused everything;\n"
         "• for each reminder I send, when it was due and what became of it (done, snoozed, "
@@ -102,8 +106,9 @@ def privacy_text() -> str:
         "• whether you want announcements (news about the guide from the people who run me), "
         "and for each announcement I send you, when it went out and whether it arrived, so "
         "nobody gets it twice.\n\n"
-        "I don't keep the questions you type or the topics you read, and I never share "
-        "anything with anyone.\n\n"
+        "I don't keep the questions you type or the topics you read, and I share nothing "
+        "with anyone, except that a kept location, rounded, is sent to a weather service "
+        "(Open-Meteo) for its UV forecast.\n\n"
         "<b>What the people who run me can see:</b> counts (how many users, reminders and "
         "their outcomes, in /stats) and how each announcement went (sent, blocked, "
         "failed). They can read the database, so the list above, but I don't store the "
@@ -118,7 +123,8 @@ def privacy_text() -> str:
 
 # What /mydata's file says is deliberately absent.
 NOT_STORED = (
-    "The messages you write, the guide topics you read and any location you share are not stored."
+    "The messages you write and the guide topics you read are not stored; a location you "
+    "share only if you agreed to keep it for UV forecasts."
 )
 MYDATA_CAPTION = "📄 Everything I store about you. /forget deletes it; /privacy explains each part."
 
@@ -190,6 +196,17 @@ def no_results(query: str, suggestions: list[Snippet]) -> tuple[str, InlineKeybo
         f"I couldn't find anything about “{quote(query)}” in the guide. "
         "Try other words, like <i>baby</i>, <i>exfoliation</i> or <i>sunscreen</i>, "
         "or start with one of these:"
+    )
+    return text, InlineKeyboardMarkup(rows)
+
+
+def closest_topics(query: str, closest: list[Snippet]) -> tuple[str, InlineKeyboardMarkup]:
+    """Answer a search that nothing answers well: say so, and offer the nearest topics."""
+    rows = [[InlineKeyboardButton(s.title, callback_data=CB_OPEN + s.id)] for s in closest]
+    rows.append([InlineKeyboardButton("« All topics", callback_data=CB_MENU)])
+    text = (
+        f"I don't have a topic that answers “{quote(query)}”. "
+        "These are the closest in the guide, or see all topics:"
     )
     return text, InlineKeyboardMarkup(rows)
 

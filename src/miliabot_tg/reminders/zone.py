@@ -6,6 +6,7 @@ from telegram import Message, ReplyKeyboardRemove, Update
 
 from miliabot_tg import repo
 from miliabot_tg.handlers import Context, show_in_place
+from miliabot_tg.outdoors_handlers import ask_to_keep
 from miliabot_tg.reminders import texts as rt
 from miliabot_tg.reminders.common import (
     Pending,
@@ -59,6 +60,10 @@ class ZoneHandlers(ReminderBase):
             return
         await message.reply_text(
             await self._apply_zone(user.id, zone), reply_markup=ReplyKeyboardRemove()
+        )
+        # Ask whether to keep the location for UV forecasts (stored only on a yes).
+        await ask_to_keep(
+            self.deps, message, user.id, message.location.latitude, message.location.longitude
         )
 
     async def _set_zone_from_text(self, message: Message, user_id: int, text: str) -> None:

@@ -17,16 +17,19 @@ from the event loop's thread. ``copyMessage`` copies text and photo messages, us
 bot's. Everything
 the bot does is recorded in ``calls`` and as per-chat state (``chat``, ``last``).
 
-Deliberate limits: no webhook delivery (a set webhook only makes getUpdates answer 409),
-no inline messages, Markdown/MarkdownV2 texts are accepted unchecked (only HTML is validated),
-and unlike Telegram (which shows unknown named HTML entities literally) ``&nbsp;`` and friends
-are rejected, because a bot sending them is almost surely wrong. Rate limits apply to the
+A set webhook makes getUpdates answer 409; once ``deliver_webhooks_to(root)`` says where its
+URL is served, queued updates are POSTed there with the secret header, as Telegram does
+(``webhooks.py``; every POST in ``webhook_posts``). Deliberate limits: no inline messages,
+Markdown/MarkdownV2 texts are accepted unchecked (only HTML is validated), and unlike
+Telegram (which shows unknown named HTML entities literally) ``&nbsp;`` and friends are
+rejected, because a bot sending them is almost surely wrong. Rate limits apply to the
 message-sending methods in ``RATE_LIMITED_METHODS`` only (edits, deletes, answers are free).
 
 The parts, one module each: ``server`` (``StandIn`` and its HTTP surface), ``methods`` (the
 Bot API methods), ``users`` (simulated users), ``state`` (chats, messages, queued updates,
-waiting), ``faults`` (misbehaviour and rate limits), ``validation`` (Telegram's checks on
-texts and keyboards) and ``records`` (calls, messages, ``ApiError``).
+waiting), ``webhooks`` (posting updates to a set webhook), ``faults`` (misbehaviour and rate
+limits), ``validation`` (Telegram's checks on texts and keyboards) and ``records`` (calls,
+messages, ``ApiError``).
 """
 
 from miliabot_tg.standin.faults import RATE_LIMITED_METHODS

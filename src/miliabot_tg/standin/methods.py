@@ -1,12 +1,13 @@
 """The Bot API methods the stand-in answers, each checked and recorded as Telegram would.
 
-Deliberate limits: no webhook delivery (a set webhook only makes getUpdates answer 409) and
-no inline messages.
+Deliberate limits: no inline messages. A set webhook makes getUpdates answer 409; updates
+are posted to it only once the test says where it is served (``webhooks.py``).
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -347,7 +348,15 @@ class BotApiMethods(ChatState):
             self._drop_pending()
         self._set_allowed_updates(params)
         max_connections = params.get("max_connections")
-        self._webhook = {"url": url, "max_connections": max_connections or 40} if url else None
+        secret = params.get("secret_token") or None
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            raise bad("secret token contains unallowed characters")
+        self._webhook = (
+            {"url": url, "max_connections": max_connections or 40, "secret": secret}
+            if url
+            else None
+        )
+        self._webhook_error = None
         self._updates.fire()  # waiting long-polls now conflict
         return True
 
@@ -367,6 +376,9 @@ class BotApiMethods(ChatState):
             info["max_connections"] = self._webhook["max_connections"]
             if self._allowed_updates:
                 info["allowed_updates"] = sorted(self._allowed_updates)
+            if self._webhook_error is not None:
+                at, message = self._webhook_error
+                info |= {"last_error_date": at, "last_error_message": message}
         return info
 
     async def _get_updates(self, params: JSON) -> list[JSON]:

@@ -20,6 +20,7 @@ from aiohttp import web
 from miliabot_tg.standin.methods import BotApiMethods
 from miliabot_tg.standin.records import DEFAULT_TOKEN, JSON, ApiError, Call, Upload, bad
 from miliabot_tg.standin.users import SimulatedUsers
+from miliabot_tg.standin.webhooks import WebhookDelivery
 
 MAX_UPLOAD_BYTES: Final = 50 * 1024 * 1024
 
@@ -107,7 +108,7 @@ def _respond(status: int, body: JSON) -> web.Response:
 # --- the stand-in -----------------------------------------------------------------------------
 
 
-class StandIn(SimulatedUsers, BotApiMethods):
+class StandIn(WebhookDelivery, SimulatedUsers, BotApiMethods):
     """A Telegram Bot API server on 127.0.0.1 that records and misbehaves on demand.
 
     Its parts stack up as ``SimulatedUsers`` and ``BotApiMethods`` over ``ChatState`` over
@@ -132,6 +133,7 @@ class StandIn(SimulatedUsers, BotApiMethods):
             chat_rate=chat_rate,
             clock=clock,
         )
+        self._init_webhooks()
         self._runner: web.AppRunner | None = None
         self._api_root: str | None = None
         self._handlers = self._method_table()
@@ -154,6 +156,7 @@ class StandIn(SimulatedUsers, BotApiMethods):
         bound_port = runner.addresses[0][1]
         self._api_root = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}"
         self._runner = runner
+        self._start_webhooks()
 
     async def stop(self) -> None:
         """Stop serving; pending long-polls return empty and hung calls are released."""
@@ -161,6 +164,7 @@ class StandIn(SimulatedUsers, BotApiMethods):
         if runner is None:
             return
         self._stopping.set()
+        await self._stop_webhooks()
         self._updates.fire()
         self._activity.fire()
         await runner.cleanup()

@@ -87,6 +87,9 @@ class ChatState(Misbehaviour):
         self._open_queries: set[str] = set()
         self._ids = itertools.count(1)
         self._webhook: JSON | None = None
+        self._webhook_error: tuple[int, str] | None = (
+            None  # (unix time, message), for getWebhookInfo
+        )
         self._allowed_updates: frozenset[str] | None = None
         # Updates for getUpdates.
         self._pending: deque[JSON] = deque()

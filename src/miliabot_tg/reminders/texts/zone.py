@@ -54,7 +54,8 @@ def timezone_prompt(
         "To change it, tap <b>📍 Share my location</b> below (on your phone), or type a city, "
         "like <code>Lisbon</code>. A zone name (<code>/timezone Europe/Berlin</code>) or an "
         "offset (<code>/timezone +05:30</code>) works too.\n\n"
-        "<i>I only use your location to look up the timezone; I don't store it.</i>"
+        "<i>I only use your location to look up the timezone; I don't store it unless "
+        "you then say yes to keeping it for UV forecasts.</i>"
     )
     keyboard = ReplyKeyboardMarkup(
         [[KeyboardButton("📍 Share my location", request_location=True)]],
