@@ -12,7 +12,8 @@ from miliabot_tg import broadcasts as store
 from miliabot_tg import repo, texts
 from miliabot_tg.broadcasts import DELIVERIES, PREFERENCES, REMINDERS
 from miliabot_tg.db import new_session
-from miliabot_tg.models import Occurrence
+from miliabot_tg.models import Occurrence, UvLocation
+from miliabot_tg.privacy import LOCATIONS
 from miliabot_tg.schedule import parse_remind
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
 from miliabot_tg.stats import OCCURRENCES
@@ -42,6 +43,10 @@ async def _a_user_with_everything(bot: Harness, user_id: int) -> None:
                 due_at=bot.clock(),
                 status="done",
             )
+        )
+        # A location kept for UV forecasts (the user said yes; rounded to 0.1°).
+        session.add(
+            UvLocation(user_id=user_id, latitude=38.7, longitude=-9.1, updated_at=bot.clock())
         )
         session.commit()
 
@@ -88,7 +93,7 @@ async def test_mydata_sends_a_json_file_with_everything_stored_about_the_user(
     (delivery,) = export["announcements_received"]
     assert (delivery["status"], delivery["user_id"]) == ("sent", USER)
     assert "claimed_by" not in delivery
-    assert export["location"] is None
+    assert (export["location"]["latitude"], export["location"]["longitude"]) == (38.7, -9.1)
     assert "broadcasts_created" not in export
     assert export["exported_at"].endswith("+00:00")
     assert str(OTHER) not in json.dumps(export)
@@ -128,13 +133,14 @@ async def test_forget_after_confirmation_deletes_everything_and_a_later_visit_st
                     ("history", OCCURRENCES),
                     ("deliveries", DELIVERIES),
                     ("preferences", PREFERENCES),
+                    ("location", LOCATIONS),
                 ):
                     rows = conn.execute(table.select().where(table.c.user_id == user_id))
                     counts[name] = len(rows.all())
             return counts
 
-        assert left(USER) == {"reminders": 0, "history": 0, "deliveries": 0, "preferences": 0}
-        assert left(OTHER) == {"reminders": 1, "history": 1, "deliveries": 1, "preferences": 1}
+        assert set(left(USER).values()) == {0}
+        assert set(left(OTHER).values()) == {1}
         with new_session(bot.engine) as session:
             user = repo.get_user(session=session, user_id=USER)
         assert user is not None
@@ -149,6 +155,7 @@ async def test_forget_after_confirmation_deletes_everything_and_a_later_visit_st
         assert export["reminders"] == export["reminder_history"] == []
         assert export["announcements_received"] == []
         assert export["preferences"] is None
+        assert export["location"] is None
         assert export["user"]["first_seen"] == export["user"]["last_seen"]
 
 
