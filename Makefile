@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint run console migrate bench clean
+.PHONY: install test lint run console migrate bench clean lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.search
 	$(BIN)/python -m bench.webhook
 	$(BIN)/python -m bench.charts
+
+# requirements.lock: every runtime dependency pinned with hashes, for the Docker image.
+# Run after changing the dependencies in pyproject.toml (tests/test_packaging.py checks).
+lock: $(STAMP)
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml

@@ -1,8 +1,10 @@
 """/progress and the weekly summary through the real bot and the Bot API stand-in."""
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -236,26 +238,31 @@ async def test_the_weekly_summary_is_not_sent_again_after_a_restart(
 # --- /mydata ---------------------------------------------------------------------------------
 
 
-async def test_mydata_shows_the_history_behind_progress_and_forget_empties_it(
+async def test_mydata_holds_the_history_behind_progress_and_forget_empties_it(
     bot: Harness,
 ) -> None:
     sun = await _user_with_reminder(bot, USER, BERLIN)
     await _user_with_reminder(bot, USER, BERLIN, "<i>oil</i> 21:00 daily")
     _history(bot, sun, USER, BERLIN, MONDAY, MONDAY + timedelta(days=1))
-    (shown,) = await bot.say("/mydata")
-    assert shown.plain.startswith("📄 What I store about you")
-    assert "Timezone: Europe/Berlin" in shown.plain
-    assert "Reminders: 2" in shown.plain and "<i>oil</i>" in shown.plain
-    assert "Weekly summary: on" in shown.plain
-    assert "Reminder history (behind /progress): 2 outcome(s) since 2026-11-23" in shown.plain
-    assert "done 2" in shown.plain
-    assert "kept 400 days" in shown.plain
+
+    async def exported() -> dict[str, Any]:
+        await bot.say("/mydata")
+        files = [m for m in bot.standin.chat(USER) if m.document is not None]
+        assert files[-1].document_data is not None
+        data: dict[str, Any] = json.loads(files[-1].document_data)
+        return data
+
+    before = await exported()
+    kinds = sorted(r["kind"] for r in before["reminders"])
+    assert kinds == ["custom", "sunscreen", "weekly"]  # the weekly summary is data too
+    assert [r["label"] for r in before["reminders"] if r["kind"] == "custom"] == ["<i>oil</i>"]
+    done = [o for o in before["reminder_history"] if o["status"] == "done"]
+    assert len(done) == 2
 
     await bot.say("/forget")
     await bot.press("Yes, delete my data")
-    (after,) = await bot.say("/mydata")
-    assert "Reminders: 0" in after.plain
-    assert "Reminder history (behind /progress): nothing yet" in after.plain
+    after = await exported()
+    assert after["reminders"] == [] and after["reminder_history"] == []
 
 
 # --- the engine's side ------------------------------------------------------------------------

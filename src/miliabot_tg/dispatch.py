@@ -749,7 +749,12 @@ class Dispatcher:
         except BadRequest as exc:
             if "chat not found" in exc.message.lower():
                 return [Outcome(item, BLOCKED, error=exc.message[:200]) for item in group]
-            log.error("reminder %s refused: %s", first.occurrence_id, exc.message)
+            log.error(
+                "reminder %s refused: %s",
+                first.occurrence_id,
+                exc.message,
+                extra={"occurrence_id": first.occurrence_id},
+            )
             return [Outcome(item, FAILED, error=exc.message[:200]) for item in group]
         except RetryAfter as exc:
             wait = exc.retry_after

@@ -58,6 +58,8 @@ def touch_user(
         return user, True
     if _visit_changes(user, first_name, language_code, now):
         returning = user.status != UserStatus.ACTIVE
+        if user.status == UserStatus.DELETED:
+            user.first_seen = now  # they asked to be forgotten: a fresh start, not a return
         user.status = UserStatus.ACTIVE
         user.first_name = first_name
         user.language_code = language_code
@@ -136,7 +138,7 @@ def _silence_reminders(session: Session, user_id: int, now: datetime, *, error: 
     )
 
 
-def forget_user(*, session: Session, user_id: int) -> None:
+def forget_user(*, session: Session, user_id: int, now: datetime | None = None) -> None:
     """Erase a user's personal data, keeping only the id and the fact they left."""
     session.exec(delete(Occurrence).where(col(Occurrence.user_id) == user_id))
     # Their broadcast deliveries too: pending ones are never sent, sent ones leave no trace.
@@ -150,6 +152,9 @@ def forget_user(*, session: Session, user_id: int) -> None:
         user.first_name = ""
         user.language_code = None
         user.timezone = None
+        if now is not None:
+            # Not even when they first came: only the id and the moment they left are kept.
+            user.first_seen = user.last_seen = now
         session.add(user)
     session.commit()
 
