@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint run console migrate bench clean soak
+.PHONY: install test lint run console migrate bench clean lock soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,14 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.flood
 	$(BIN)/python -m bench.search
 	$(BIN)/python -m bench.webhook
+	$(BIN)/python -m bench.charts
+
+# requirements.lock: every runtime dependency pinned with hashes, for the Docker image.
+# Run after changing the dependencies in pyproject.toml (tests/test_packaging.py checks).
+lock: $(STAMP)
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
 
 # The robustness suite at full size (tests/robustness), ending in one JSON line of figures;
 # needs PostgreSQL. `make test` runs the same suite at CI size.

@@ -110,3 +110,18 @@ def test_webhook_benchmark_reports_rate_and_latency() -> None:
     assert set(figures) == {"webhook_updates_per_s", "webhook_p99_ms"}
     assert 0 < figures["webhook_updates_per_s"] < 1000
     assert figures["webhook_p99_ms"] > 0
+
+
+def test_chart_benchmark_reports_render_times(tmp_path: Path) -> None:
+    out = tmp_path / "chart.png"
+    figures = _run("bench.charts", "--out", str(out))
+    assert set(figures) == {
+        "renders",
+        "chart_first_ms",
+        "chart_p50_ms",
+        "chart_p99_ms",
+        "chart_cpu_p50_ms",
+        "png_kib",
+    }
+    assert figures["chart_p50_ms"] <= figures["chart_p99_ms"] < 60_000
+    assert out.read_bytes().startswith(b"\x89PNG")

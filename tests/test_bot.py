@@ -56,8 +56,10 @@ async def test_command_menu_is_published_at_start_up(bot: Harness) -> None:
         "quiet",
         "stop",
         "outdoors",
+        "progress",
         "settings",
         "privacy",
+        "mydata",
         "forget",
         "start",
     ]

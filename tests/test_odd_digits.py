@@ -11,8 +11,8 @@ from datetime import date, time
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
 
+from miliabot_tg import repo
 from miliabot_tg.broadcasts import Audience, BroadcastError
 from miliabot_tg.console import button_number
 from miliabot_tg.db import new_session
@@ -44,8 +44,9 @@ async def bot(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 def stored(bot: Harness) -> list[Reminder]:
+    """The user's own reminders (not the hidden weekly summary or outdoor reapplies)."""
     with new_session(bot.engine) as session:
-        return list(session.exec(select(Reminder).where(Reminder.user_id == USER)))
+        return repo.list_reminders(session=session, user_id=USER)
 
 
 # --- the parsers -----------------------------------------------------------------------------

@@ -45,6 +45,7 @@ async def test_settings_show_the_choices_and_switch_announcements_in_place(bot: 
         "🌍 Timezone",
         "🌙 Quiet hours",
         "⏰ My reminders",
+        "📊 Turn weekly summary off",
     ]
     assert all(len(data.encode()) <= 64 for data in shown.callback_data())
 

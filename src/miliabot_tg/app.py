@@ -6,10 +6,10 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from telegram import BotCommandScopeChat, LinkPreviewOptions
+from telegram import BotCommandScopeChat, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
-from telegram.ext import Application, ApplicationBuilder, Defaults, ExtBot
+from telegram.ext import Application, ApplicationBuilder, Defaults, ExtBot, TypeHandler
 from telegram.request import HTTPXRequest
 
 from miliabot_tg import broadcast_texts, texts
@@ -20,9 +20,13 @@ from miliabot_tg.content_handlers import ContentHandlers
 from miliabot_tg.dispatch import Dispatcher, DispatchPolicy
 from miliabot_tg.handlers import Deps, Handlers
 from miliabot_tg.inbound import Inbound
+from miliabot_tg.logs import update_context
 from miliabot_tg.metrics import Metrics
 from miliabot_tg.outdoors_handlers import OutdoorHandlers, UvService
 from miliabot_tg.pacing import Pacer
+from miliabot_tg.privacy import PrivacyHandlers
+from miliabot_tg.progress_handlers import ProgressHandlers, WeeklySummary
+from miliabot_tg.progress_store import WEEKLY
 from miliabot_tg.reminders.handlers import ReminderHandlers
 from miliabot_tg.settings_handlers import SettingsHandlers
 from miliabot_tg.stats_handlers import StatsHandlers
@@ -33,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # Long-poll length: Telegram holds getUpdates open this long when there is nothing new.
 POLL_TIMEOUT = 30
+# The handler group that notes the update for the logs: before the flood guard's.
+LOG_CONTEXT_GROUP = -2_000_000
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,7 @@ def build_application(
         keep_going=(lambda: app.running) if dispatch else (lambda: True),
         on_outcomes=metrics.count_outcomes,
         decorate=uv_service.decorate,
+        renderers={WEEKLY: WeeklySummary(engine=deps.engine, default_tz=settings.default_tz)},
     )
     broadcaster = Broadcaster(
         bot=paid_bot or app.bot,
@@ -217,13 +224,22 @@ def build_application(
     deps = replace(deps, forget_place=lambda user_id: uv_service.remember(user_id, None))
     # Order matters: the reminder handlers take locations and typed answers they asked for
     # before the guide's catch-alls (text search, unknown commands, "I can only read text").
+    # First of all, so that every line logged while handling an update names it.
+    app.add_handler(TypeHandler(Update, _note_update), group=LOG_CONTEXT_GROUP)
     inbound.register(app)  # a handler group before everything, even recording the visit
     ReminderHandlers(deps).register(app)
     SettingsHandlers(deps).register(app)
+    ProgressHandlers(deps).register(app)
     StatsHandlers(deps).register(app)  # operators only; anyone else's /stats is unknown
     AnnouncementHandlers(deps).register(app)
     BroadcastHandlers(deps).register(app)
     OutdoorHandlers(deps, uv_service).register(app)
     ContentHandlers(deps).register(app)
+    PrivacyHandlers(deps).register(app)  # /mydata, before the unknown-command catch-all
     Handlers(deps).register(app)
     return Built(app, dispatcher, broadcaster, metrics, uv_service)
+
+
+async def _note_update(update: Update, _context: object) -> None:
+    """Name the update in every log line written while it is handled (logs.py)."""
+    update_context(update)

@@ -390,7 +390,12 @@ class Broadcaster:
         except BadRequest as exc:
             if "chat not found" in exc.message.lower():
                 return Delivered(recipient, BLOCKED, error=exc.message[:200])
-            log.error("broadcast delivery %s refused: %s", recipient.delivery_id, exc.message)
+            log.error(
+                "broadcast delivery %s refused: %s",
+                recipient.delivery_id,
+                exc.message,
+                extra={"delivery_id": recipient.delivery_id},
+            )
             return Delivered(recipient, FAILED, error=exc.message[:200])
         except RetryAfter as exc:
             wait = exc.retry_after

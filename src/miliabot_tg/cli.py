@@ -135,7 +135,7 @@ def _run(_args: argparse.Namespace) -> int:
 
     settings = load_settings()
     token = settings.token_value()
-    setup_logging(secrets=_secrets(settings, token))
+    setup_logging(secrets=_secrets(settings, token), json_lines=settings.log_format == "json")
     guide = load_guide(settings.content_dir)
     engine = make_engine(settings.database_url)
     # SQLite is one file beside one bot, so migrating is safe; a shared PostgreSQL
@@ -153,7 +153,7 @@ def _run(_args: argparse.Namespace) -> int:
 
 def _migrate(_args: argparse.Namespace) -> int:
     settings = load_settings()
-    setup_logging(secrets=_secrets(settings, None))
+    setup_logging(secrets=_secrets(settings, None), json_lines=settings.log_format == "json")
     migrate(make_engine(settings.database_url))
     print("miliabot: the database schema is up to date.")
     return 0
@@ -184,7 +184,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _content_engine() -> Engine:
     """The configured database, its schema checked as `miliabot run` checks it."""
     settings = load_settings()
-    setup_logging(secrets=_secrets(settings, None))
+    setup_logging(secrets=_secrets(settings, None), json_lines=settings.log_format == "json")
     engine = make_engine(settings.database_url)
     ensure_schema(engine, auto_migrate=engine.dialect.name == "sqlite")
     return engine

@@ -2,7 +2,7 @@
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     # How many connections Telegram may open to the webhook at once (1-100).
     webhook_max_connections: int = Field(default=40, ge=1, le=100)
+    # "text" for people reading a terminal, "json" (one object a line) for a log collector.
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("api_url", "uv_api_url")
     @classmethod

@@ -27,7 +27,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -82,6 +82,7 @@ PENDING, SENDING, SENT = (
     OccurrenceStatus.SENT.value,
 )
 MISSED, FAILED = OccurrenceStatus.MISSED.value, OccurrenceStatus.FAILED.value
+SKIPPED = OccurrenceStatus.SKIPPED.value
 # Finished occurrences: history, kept for `DispatchPolicy.history`, then deleted.
 FINISHED = tuple(s.value for s in OccurrenceStatus if s.value not in (*repo.CLAIMABLE, SENDING))
 # How often old history is pruned.
@@ -159,15 +160,19 @@ def instance_name(hostname: str, pid: int, nonce: str) -> str:
     return hostname[: INSTANCE_LENGTH - len(suffix)] + suffix
 
 
-def in_groups(claimed: Sequence["Claimed"], size: int = MAX_GROUPED) -> Iterator[list["Claimed"]]:
+def in_groups(
+    claimed: Sequence["Claimed"], size: int = MAX_GROUPED, *, alone: Collection[str] = ()
+) -> Iterator[list["Claimed"]]:
     """Group claimed occurrences by user, in claim order, at most `size` to a message.
 
     A person with several reminders at one minute wants one message, not a burst; and one
-    message per chat keeps a batch from waiting on any chat's pacing.
+    message per chat keeps a batch from waiting on any chat's pacing. Kinds in `alone`
+    (those with a message of their own, see `Render`) always go by themselves.
     """
-    by_user: dict[int, list[Claimed]] = {}
+    by_user: dict[tuple[int, int], list[Claimed]] = {}
     for item in claimed:
-        by_user.setdefault(item.user_id, []).append(item)
+        key = (item.user_id, item.occurrence_id if item.kind in alone else 0)
+        by_user.setdefault(key, []).append(item)
     for items in by_user.values():
         for start in range(0, len(items), size):
             yield items[start : start + size]
@@ -190,11 +195,28 @@ class Claimed:
 
 
 @dataclass(frozen=True)
+class Rendered:
+    """A message of its own for an occurrence of a special kind: text, or a photo with it
+    as its caption."""
+
+    text: str
+    photo: bytes | None = None
+    keyboard: InlineKeyboardMarkup | None = None
+
+
+# Makes the message for one claimed occurrence of a special kind (the weekly summary): None
+# means there is nothing to send, and the occurrence is recorded as skipped. It may fail; the
+# occurrence is then retried like a send that failed for a passing reason.
+Render = Callable[["Claimed"], Awaitable[Rendered | None]]
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What happened to one send."""
 
     claimed: Claimed
-    status: str  # SENT, PENDING (try again at retry_at), MISSED, FAILED, BLOCKED or ABANDONED
+    # SENT, PENDING (try again at retry_at), MISSED, FAILED, SKIPPED, BLOCKED or ABANDONED
+    status: str
     message_id: int | None = None
     retry_at: datetime | None = None
     error: str | None = None
@@ -218,6 +240,7 @@ class Dispatcher:
         keep_going: Callable[[], bool] = lambda: True,
         on_outcomes: Callable[[list[tuple[str, bool]]], None] = lambda _outcomes: None,
         decorate: Decorate | None = None,
+        renderers: Mapping[str, Render] | None = None,
     ) -> None:
         self.engine = engine
         # Told (status, late) of each outcome once recorded, for the metrics.
@@ -227,6 +250,8 @@ class Dispatcher:
         self.decorate = decorate
         # A callable follows the guide in service (publishing.LiveGuide), tips included.
         self._guide = guide if callable(guide) else lambda: guide
+        # Kinds whose occurrences are not reminders but messages of their own.
+        self.renderers: Mapping[str, Render] = renderers or {}
         self.clock = clock
         self.default_tz = default_tz
         self.policy = policy or DispatchPolicy()
@@ -656,7 +681,8 @@ class Dispatcher:
     async def _send_all(self, claimed: list[Claimed], claimed_at: datetime) -> None:
         """Send, one message per user; the pacer decides how many go out at once."""
         ids = [c.occurrence_id for c in claimed]
-        await self._batch.send_all(in_groups(claimed), ids, claimed_at, self._send)
+        groups = in_groups(claimed, alone=self.renderers.keys())
+        await self._batch.send_all(groups, ids, claimed_at, self._send)
 
     def _may_send(self, group: list[Claimed]) -> bool:
         """Whether this group's claims are still ours with time to spare, right before sending."""
@@ -677,9 +703,21 @@ class Dispatcher:
             for item in group
         ]
         tips = (tip_for(self.guide, i.kind, i.occurrence_id) for i in group)
-        text, keyboard = reminders_message(items, next((t for t in tips if t), None))
-        if self.decorate is not None:
-            text, keyboard = self._decorated(first.user_id, items, text, keyboard)
+        render = self.renderers.get(first.kind)
+        if render is None:
+            text, keyboard = reminders_message(items, next((t for t in tips if t), None))
+            if self.decorate is not None:
+                text, keyboard = self._decorated(first.user_id, items, text, keyboard)
+            rendered: Rendered | None = Rendered(text, keyboard=keyboard)
+        else:
+            try:
+                rendered = await render(first)
+            except Exception as exc:  # the database or a chart failed: a passing trouble
+                log.exception("could not prepare %s %s", first.kind, first.occurrence_id)
+                at = self.clock() + retry_delay(first.attempts)
+                return [self._retry(item, at, f"render: {exc!r}") for item in group]
+        if rendered is None:
+            return [Outcome(item, SKIPPED) for item in group]
         pace = PaceArgs(
             priority=Priority.REMINDER,
             # Never sleep on a 429 while holding a claim: hand the wait back to the database.
@@ -687,9 +725,22 @@ class Dispatcher:
             go_ahead=lambda: self._may_send(group),
         )
         try:
-            message = await self.bot.send_message(
-                first.user_id, text, reply_markup=keyboard, rate_limit_args=pace
-            )
+            if rendered.photo is not None:
+                message = await self.bot.send_photo(
+                    first.user_id,
+                    rendered.photo,
+                    filename="progress.png",
+                    caption=rendered.text,
+                    reply_markup=rendered.keyboard,
+                    rate_limit_args=pace,
+                )
+            else:
+                message = await self.bot.send_message(
+                    first.user_id,
+                    rendered.text,
+                    reply_markup=rendered.keyboard,
+                    rate_limit_args=pace,
+                )
         except (SendAbandonedError, PacerClosedError):
             # Not sent: the claim ran short while it waited, or the bot is stopping.
             return [Outcome(item, ABANDONED) for item in group]
@@ -698,7 +749,12 @@ class Dispatcher:
         except BadRequest as exc:
             if "chat not found" in exc.message.lower():
                 return [Outcome(item, BLOCKED, error=exc.message[:200]) for item in group]
-            log.error("reminder %s refused: %s", first.occurrence_id, exc.message)
+            log.error(
+                "reminder %s refused: %s",
+                first.occurrence_id,
+                exc.message,
+                extra={"occurrence_id": first.occurrence_id},
+            )
             return [Outcome(item, FAILED, error=exc.message[:200]) for item in group]
         except RetryAfter as exc:
             wait = exc.retry_after
@@ -755,7 +811,7 @@ class Dispatcher:
             ]
 
         sent, retry, gave_up = rows(SENT), rows(PENDING), rows(MISSED)
-        failed, abandoned = rows(FAILED, BLOCKED), rows(ABANDONED)
+        failed, abandoned, skipped = rows(FAILED, BLOCKED), rows(ABANDONED), rows(SKIPPED)
         closed = {"claimed_by": None, "outcome_at": now, "error": _bind("err")}
         changes: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [
             (
@@ -773,6 +829,7 @@ class Dispatcher:
             ),
             ({"status": MISSED, **closed}, gave_up),
             ({"status": FAILED, **closed}, failed),
+            ({"status": SKIPPED, **closed}, skipped),  # a special kind had nothing to send
             # Given back untouched: due as before, for whichever process is free first.
             ({"status": PENDING, "claimed_by": None}, abandoned),
         ]

@@ -308,7 +308,10 @@ class Handlers:
             return
         await query.answer()
         if query.data == texts.CB_FORGET_YES:
-            await self.deps.write(user.id, lambda s: repo.forget_user(session=s, user_id=user.id))
+            now = self.deps.clock()
+            await self.deps.write(
+                user.id, lambda s: repo.forget_user(session=s, user_id=user.id, now=now)
+            )
             self.deps.forget_place(user.id)
             await show_in_place(update, texts.FORGOTTEN, None)
         else:

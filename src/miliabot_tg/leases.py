@@ -75,21 +75,37 @@ def renew_rows(
 ) -> set[int]:
     """Extend this process's claims on these rows; return those it still holds."""
     c = work.c
+    mine = select(c.id).where(c.id.in_(ids), c.status == SENDING, c.claimed_by == instance)
     statement = (
         update(work.table)
-        .where(c.id.in_(ids), c.status == SENDING, c.claimed_by == instance)
+        .where(c.id.in_(_unlocked(conn, work, mine).scalar_subquery()))
         .values(claimed_at=now)
         .returning(c.id)
     )
     return set(conn.execute(statement).scalars())
 
 
+def _unlocked(conn: Connection, work: WorkTable, rows: Any) -> Any:
+    """On PostgreSQL, only the rows no other transaction has locked, locked for us.
+
+    Statements that update many rows lock them one by one in whatever order the scan
+    finds them; two of them (a renewal and another process's stale-claim sweep, say)
+    can each hold a row the other waits for: a deadlock. Skipping locked rows means
+    never waiting: a renewal that skips a row counts it as lost (it is not sent, which
+    is safe), a sweep leaves it for its next round.
+    """
+    if conn.dialect.name == "postgresql":
+        return rows.with_for_update(skip_locked=True, of=work.table)
+    return rows
+
+
 def release_stale(conn: Connection, work: WorkTable, *, now: datetime, lease: timedelta) -> int:
     """Give back claims older than the lease: their process died or lost the database."""
     c = work.c
+    stale = select(c.id).where(c.status == SENDING, c.claimed_at < now - lease)
     return conn.execute(
         update(work.table)
-        .where(c.status == SENDING, c.claimed_at < now - lease)
+        .where(c.id.in_(_unlocked(conn, work, stale).scalar_subquery()))
         .values(status=PENDING, claimed_by=None)
     ).rowcount
 

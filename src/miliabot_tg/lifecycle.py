@@ -36,12 +36,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from telegram import Update
-from telegram.error import InvalidToken, RetryAfter, TelegramError
+from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import ExtBot
 from telegram.warnings import PTBDeprecationWarning
 
 from miliabot_tg.app import POLL_TIMEOUT, BotApplication, Built
 from miliabot_tg.config import ConfigError
+from miliabot_tg.election import PollerElection, elects
 
 if TYPE_CHECKING:
     from miliabot_tg.web import WebServer
@@ -96,17 +97,21 @@ async def run(
         if web is not None:
             await web.stop()
         return
+    election: PollerElection | None = None
     try:
         # A stop signal during start-up (Telegram gone again, say) ends it too.
         hooked = web is not None and web.webhook is not None
-        starting = _start_hook(app, web, stop) if web and hooked else _start(app)
+        # Polling: one process of those sharing PostgreSQL polls (election.py); a webhook
+        # is taken by every process.
+        election = None if hooked else _election(built)
+        starting = _start_hook(app, web, stop) if web and hooked else _start(app, election)
         if await _unless_stopped(starting, stop):
             log.info("running; SIGTERM or Ctrl-C stops")
             await stop.wait()
     finally:
         # Whatever happened above, stop in order within the bound; past it, leave anyway,
         # without cancelling anything (a cancelled send could be sent and never recorded).
-        stopping = asyncio.create_task(_stop(built, web))
+        stopping = asyncio.create_task(_stop(built, web, election))
         done, _ = await asyncio.wait({stopping}, timeout=stop_within)
         if not done:
             log.error(
@@ -118,19 +123,59 @@ async def run(
         stopping.result()
 
 
-async def _start(app: BotApplication) -> None:
+async def _start(app: BotApplication, election: PollerElection | None = None) -> None:
     """What `run_polling` does once the application is initialized."""
     if app.post_init is not None:
         await app.post_init(app)
+    if election is None:
+        log.info("this process polls Telegram for updates (one process on SQLite)")
+        await _start_polling(app)
+    else:
+        election.start()  # polls when it holds the lock; dispatches either way
+    await app.start()
+
+
+async def _start_polling(app: BotApplication, election: PollerElection | None = None) -> None:
     assert app.updater is not None
+
+    def failed(exc: TelegramError) -> None:
+        if election is not None and isinstance(exc, Conflict):
+            election.conflict()  # another poller: give way (one line, said there)
+        else:
+            _polling_failed(exc)
+
     await app.updater.start_polling(
         timeout=timedelta(seconds=POLL_TIMEOUT),
         allowed_updates=Update.ALL_TYPES,
         # The bootstrap (deleteWebhook) retries quietly: Telegram has just answered.
         bootstrap_retries=-1,
-        error_callback=_polling_failed,
+        error_callback=failed,
     )
-    await app.start()
+
+
+async def _stop_polling(app: BotApplication) -> None:
+    if app.updater is not None and app.updater.running:
+        try:
+            await asyncio.wait_for(app.updater.stop(), POLLING_STOPS_WITHIN)
+        except TimeoutError:
+            log.warning("Telegram did not confirm the last updates read; they may come again")
+
+
+def _election(built: Built) -> PollerElection | None:
+    """On PostgreSQL, the election of the one process that polls (see election.py)."""
+    engine = built.dispatcher.engine
+    if not elects(engine):
+        return None
+    app = built.app
+    election: PollerElection | None = None
+
+    async def start() -> None:
+        await _start_polling(app, election)
+
+    election = PollerElection(
+        engine.url, start_polling=start, stop_polling=lambda: _stop_polling(app)
+    )
+    return election
 
 
 async def _start_web(web: "WebServer | None") -> None:
@@ -175,17 +220,17 @@ async def _unless_stopped(step: Coroutine[Any, Any, None], stop: asyncio.Event) 
     return False
 
 
-async def _stop(built: Built, web: "WebServer | None" = None) -> None:
+async def _stop(
+    built: Built, web: "WebServer | None" = None, election: PollerElection | None = None
+) -> None:
     """Stop fetching, stop the engines sending, record and give back, then shut down."""
     app = built.app
     log.info("stopping")
     if web is not None and web.webhook is not None:
         web.webhook.accepting = False  # 503: Telegram delivers again later, or elsewhere
-    if app.updater is not None and app.updater.running:
-        try:
-            await asyncio.wait_for(app.updater.stop(), POLLING_STOPS_WITHIN)
-        except TimeoutError:
-            log.warning("Telegram did not confirm the last updates read; they may come again")
+    if election is not None:
+        await election.close()  # stops polling, then gives the lock to the next process
+    await _stop_polling(app)
     if app.running:
         # `stop` marks the application stopped at once, which the engines read as "send
         # nothing more"; it then waits for pending updates and for the dispatcher's cycle.

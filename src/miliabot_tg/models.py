@@ -109,6 +109,9 @@ class ReminderKind(StrEnum):
     MOISTURIZE = "moisturize"
     EXFOLIATE = "exfoliate"
     CUSTOM = "custom"
+    # Hidden from the user's list of reminders: the weekly progress summary, scheduled and
+    # sent by the reminder engine like any reminder (its switch is `paused`).
+    WEEKLY = "weekly"
 
 
 class Reminder(SQLModel, table=True):

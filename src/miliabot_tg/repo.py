@@ -9,6 +9,7 @@ from miliabot_tg.models import (
     Occurrence,
     OccurrenceStatus,
     Reminder,
+    ReminderKind,
     User,
     UserPreferences,
     UserStatus,
@@ -57,6 +58,8 @@ def touch_user(
         return user, True
     if _visit_changes(user, first_name, language_code, now):
         returning = user.status != UserStatus.ACTIVE
+        if user.status == UserStatus.DELETED:
+            user.first_seen = now  # they asked to be forgotten: a fresh start, not a return
         user.status = UserStatus.ACTIVE
         user.first_name = first_name
         user.language_code = language_code
@@ -135,7 +138,7 @@ def _silence_reminders(session: Session, user_id: int, now: datetime, *, error: 
     )
 
 
-def forget_user(*, session: Session, user_id: int) -> None:
+def forget_user(*, session: Session, user_id: int, now: datetime | None = None) -> None:
     """Erase a user's personal data, keeping only the id and the fact they left."""
     session.exec(delete(Occurrence).where(col(Occurrence.user_id) == user_id))
     # Their broadcast deliveries too: pending ones are never sent, sent ones leave no trace.
@@ -149,6 +152,9 @@ def forget_user(*, session: Session, user_id: int) -> None:
         user.first_name = ""
         user.language_code = None
         user.timezone = None
+        if now is not None:
+            # Not even when they first came: only the id and the moment they left are kept.
+            user.first_seen = user.last_seen = now
         session.add(user)
     session.commit()
 
@@ -266,7 +272,8 @@ def _reschedule_all(
         reminder.next_due_at = upcoming
         reminder.updated_at = now
         session.add(reminder)
-    return reminders
+    # Moved like the rest, but not one of "your reminders" to count or show.
+    return [r for r in reminders if r.kind != ReminderKind.WEEKLY.value]
 
 
 def _refresh_next_due(
@@ -317,10 +324,12 @@ def add_reminder(
 
 
 def list_reminders(*, session: Session, user_id: int) -> list[Reminder]:
-    """Return the user's reminders, oldest first (not outdoor mode's hidden one)."""
+    """Return the user's reminders, oldest first (not the hidden weekly summary, nor
+    outdoor mode's reapply reminder)."""
+    hidden = [ReminderKind.WEEKLY.value, "reapply"]
     query = (
         select(Reminder)
-        .where(col(Reminder.user_id) == user_id, col(Reminder.kind) != "reapply")
+        .where(col(Reminder.user_id) == user_id, col(Reminder.kind).not_in(hidden))
         .order_by(col(Reminder.id))
     )
     return list(session.exec(query))

@@ -7,7 +7,8 @@ from sqlmodel import Session
 from telegram import Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
 
-from miliabot_tg import broadcasts, outdoors, repo, texts
+from miliabot_tg import broadcasts, outdoors, progress_store, repo, texts
+from miliabot_tg import progress_texts as pt
 from miliabot_tg import settings_texts as st
 from miliabot_tg.handlers import Context, Deps, show_in_place
 from miliabot_tg.outdoors_texts import LOCATION_DELETED
@@ -46,6 +47,7 @@ class SettingsHandlers:
             quiet=repo.quiet_hours(prefs),
             reminders=len(repo.list_reminders(session=session, user_id=user_id)),
             all_paused=prefs is not None and prefs.reminders_paused,
+            weekly=progress_store.weekly_on(session=session, user_id=user_id),
             uv_location=_uv_location(session, user_id),
         )
 
@@ -80,6 +82,23 @@ class SettingsHandlers:
                 await query.answer(st.NOT_STARTED, show_alert=True)
                 return
             await query.answer(st.SWITCHED_ON if on else st.SWITCHED_OFF)
+            await show_in_place(update, *st.settings_view(view))
+        elif query.data in (st.CB_WEEK_OFF, st.CB_WEEK_ON):
+            on, now = query.data == st.CB_WEEK_ON, self.deps.clock()
+            default_key = self.deps.settings.default_tz
+
+            def weekly(session: Session) -> st.SettingsView | None:
+                # Idempotent like the announcements switch: it sets what it says.
+                progress_store.set_weekly(
+                    session=session, user_id=user.id, on=on, now=now, default_key=default_key
+                )
+                return self._view(session, user.id)
+
+            view = await self.deps.write(user.id, weekly)
+            if view is None:
+                await query.answer(st.NOT_STARTED, show_alert=True)
+                return
+            await query.answer(pt.WEEKLY_ON if on else pt.WEEKLY_OFF)
             await show_in_place(update, *st.settings_view(view))
         elif query.data == st.CB_QUIET:
             view = await self.deps.read(user.id, lambda s: self._view(s, user.id))

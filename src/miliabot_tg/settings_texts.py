@@ -3,6 +3,7 @@
 Callback data (all well under Telegram's 64 bytes):
 
 * ``set:ann:off`` / ``set:ann:on``: announcements off or on; the message is redrawn;
+* ``set:week:off`` / ``set:week:on``: the weekly progress summary off or on; redrawn too;
 * ``set:quiet``: show quiet hours and how to change them (what /quiet shows);
 * ``set:uvloc:del``: delete the location kept for UV forecasts; the message is redrawn;
 * ``tz:loc``: the /timezone flow's own "tell me your timezone" button, reused as it is;
@@ -22,6 +23,8 @@ from miliabot_tg.schedule import QuietHours, describe_quiet
 CB_SETTINGS: Final = "set:"
 CB_ANN_OFF: Final = "set:ann:off"
 CB_ANN_ON: Final = "set:ann:on"
+CB_WEEK_OFF: Final = "set:week:off"
+CB_WEEK_ON: Final = "set:week:on"
 CB_QUIET: Final = "set:quiet"
 CB_TIMEZONE: Final = CB_ZONE_LOCATION
 CB_REMINDERS: Final = f"{CB_LIST}list:0"
@@ -43,6 +46,7 @@ class SettingsView:
     quiet: QuietHours | None
     reminders: int
     all_paused: bool
+    weekly: bool = True  # the weekly progress summary (on unless turned off)
     # The location kept for UV forecasts ("38.7, -9.1"), if the user agreed to keep one.
     uv_location: str | None = None
 
@@ -68,7 +72,8 @@ def settings_view(view: SettingsView) -> tuple[str, InlineKeyboardMarkup]:
         "Your reminders come either way.</i>\n\n"
         f"{zone_line}\n"
         f"🌙 Quiet hours: {quiet}\n"
-        f"⏰ Reminders: {reminders}"
+        f"⏰ Reminders: {reminders}\n"
+        f"📊 Weekly summary: <b>{'on' if view.weekly else 'off'}</b>, Sundays at 19:00"
     )
     if view.uv_location is not None:
         text += f"\n📍 Location for UV forecasts: {view.uv_location} (about 10 km)"
@@ -85,6 +90,11 @@ def settings_view(view: SettingsView) -> tuple[str, InlineKeyboardMarkup]:
                 InlineKeyboardButton("🌙 Quiet hours", callback_data=CB_QUIET),
             ],
             [InlineKeyboardButton("⏰ My reminders", callback_data=CB_REMINDERS)],
+            [
+                InlineKeyboardButton("📊 Turn weekly summary off", callback_data=CB_WEEK_OFF)
+                if view.weekly
+                else InlineKeyboardButton("📊 Turn weekly summary on", callback_data=CB_WEEK_ON)
+            ],
             *(
                 [[InlineKeyboardButton("📍 Delete my UV location", callback_data=CB_UV_DELETE)]]
                 if view.uv_location is not None

@@ -16,7 +16,13 @@ from sqlalchemy.engine import Connection
 from miliabot_tg import broadcasts as store
 from miliabot_tg.broadcasts import PREFERENCES, REMINDERS, USERS
 from miliabot_tg.content import Guide
-from miliabot_tg.models import DispatcherHeartbeat, Occurrence, OccurrenceStatus, UserStatus
+from miliabot_tg.models import (
+    DispatcherHeartbeat,
+    Occurrence,
+    OccurrenceStatus,
+    ReminderKind,
+    UserStatus,
+)
 from miliabot_tg.reminders.texts.shared import KINDS
 
 OCCURRENCES: Table = Occurrence.__table__  # type: ignore[attr-defined]
@@ -26,6 +32,8 @@ HEARTBEATS: Table = DispatcherHeartbeat.__table__  # type: ignore[attr-defined]
 ALIVE_WITHIN: Final = timedelta(seconds=90)
 RECENT_BROADCASTS: Final = 5
 WEEK: Final = timedelta(days=7)
+# The weekly progress summary is a hidden reminder: not one of the users' reminders.
+USERS_OWN = REMINDERS.c.kind != ReminderKind.WEEKLY.value
 
 
 @dataclass(frozen=True)
@@ -113,10 +121,12 @@ def _reminders(conn: Connection) -> tuple[tuple[tuple[str, int], ...], int]:
     counts: dict[str, int] = {
         str(kind): int(count)
         for kind, count in conn.execute(
-            select(REMINDERS.c.kind, func.count()).group_by(REMINDERS.c.kind)
+            select(REMINDERS.c.kind, func.count()).where(USERS_OWN).group_by(REMINDERS.c.kind)
         ).all()
     }
-    paused = conn.execute(select(func.count()).where(REMINDERS.c.paused.is_(True))).scalar_one()
+    paused = conn.execute(
+        select(func.count()).where(REMINDERS.c.paused.is_(True), USERS_OWN)
+    ).scalar_one()
     kinds = [*KINDS, *sorted(set(counts) - set(KINDS))]
     return tuple((kind, counts.get(kind, 0)) for kind in kinds), int(paused)
 
@@ -142,7 +152,11 @@ def today_outcomes(conn: Connection, now: datetime) -> Outcomes:
             _count(status == OccurrenceStatus.MISSED.value),
             _count(status == OccurrenceStatus.FAILED.value),
             _count(status.in_([OccurrenceStatus.PENDING.value, OccurrenceStatus.SENDING.value])),
-        ).where(o.scheduled_for >= start, o.scheduled_for < start + timedelta(days=1))
+        ).where(
+            o.scheduled_for >= start,
+            o.scheduled_for < start + timedelta(days=1),
+            o.reminder_id.not_in(select(REMINDERS.c.id).where(~USERS_OWN)),
+        )
     ).one()
     return Outcomes(*(int(value) for value in row))
 

@@ -25,8 +25,10 @@ COMMANDS = (
     BotCommand("quiet", "Quiet hours: no reminders at night"),
     BotCommand("stop", "Pause all reminders"),
     BotCommand("outdoors", "Outside today: reminders to reapply sunscreen"),
+    BotCommand("progress", "Your streaks and a 12-week calendar"),
     BotCommand("settings", "Announcements, timezone and quiet hours"),
     BotCommand("privacy", "What I store and why"),
+    BotCommand("mydata", "Get everything I store about you, as a file"),
     BotCommand("forget", "Delete everything I store about you"),
     BotCommand("start", "Welcome and overview"),
 )
@@ -76,8 +78,10 @@ def help_text() -> str:
         "/stop: pause all reminders (/start offers to resume)\n"
         "/outdoors: outside today? I'll remind you to reapply sunscreen while the sun "
         "is strong\n"
+        "/progress: your streaks and a calendar of the last 12 weeks\n"
         "/settings: announcements on or off, timezone and quiet hours, with buttons\n\n"
         "/privacy: what I store about you and why\n"
+        "/mydata: everything I store about you, as a file\n"
         "/forget: delete everything I store about you\n"
         "/start: the welcome message\n\n"
         "You can also type a question in your own words and I'll find the closest topics.\n\n"
@@ -86,7 +90,7 @@ def help_text() -> str:
 
 
 def privacy_text() -> str:
-    """Say what is stored, accurately for what the bot does today."""
+    """Say what is stored, who can see what, and how to get or delete it; accurately."""
     return (
         "<b>Your privacy</b>\n\n"
         "I store only what I need to talk to you and remind you:\n"
@@ -100,15 +104,31 @@ def privacy_text() -> str:
         "• your reminders (what, when, paused or not), your quiet hours and whether you "
         "paused everything;\n"
         "• for each reminder I send, when it was due and what became of it (done, snoozed, "
-        "skipped or missed);\n"
+        "skipped or missed): the history behind /progress and the weekly summary;\n"
         "• whether you want announcements (news about the guide from the people who run me), "
         "and for each announcement I send you, when it went out and whether it arrived, so "
         "nobody gets it twice.\n\n"
-        "I don't keep the questions you type or the topics you read, and I never share "
-        "anything with anyone.\n\n"
-        "Send /forget to delete everything I store about you, reminders, announcements "
-        "and their history included."
+        "I don't keep the questions you type or the topics you read, and I share nothing "
+        "with anyone, except that a kept location, rounded, is sent to a weather service "
+        "(Open-Meteo) for its UV forecast.\n\n"
+        "<b>What the people who run me can see:</b> counts (how many users, reminders and "
+        "their outcomes, in /stats) and how each announcement went (sent, blocked, "
+        "failed). They can read the database, so the list above, but I don't store the "
+        "messages you write, so there is nothing of that to see. Error reports they get "
+        "carry no message text.\n\n"
+        "Send /mydata to get everything I store about you as a file.\n"
+        "Send /forget to delete it all, reminders, announcements and their history "
+        "included; afterwards I keep only your user id marked as deleted, so I never "
+        "message you again unless you write to me, which starts afresh."
     )
+
+
+# What /mydata's file says is deliberately absent.
+NOT_STORED = (
+    "The messages you write and the guide topics you read are not stored; a location you "
+    "share only if you agreed to keep it for UV forecasts."
+)
+MYDATA_CAPTION = "📄 Everything I store about you. /forget deletes it; /privacy explains each part."
 
 
 def forget_question() -> tuple[str, InlineKeyboardMarkup]:

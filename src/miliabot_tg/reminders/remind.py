@@ -7,7 +7,7 @@ from typing import Final
 from sqlmodel import Session
 from telegram import Chat, Message, Update
 
-from miliabot_tg import repo
+from miliabot_tg import progress_store, repo
 from miliabot_tg.handlers import Context, show_in_place
 from miliabot_tg.models import Reminder
 from miliabot_tg.reminders import texts as rt
@@ -126,6 +126,10 @@ class RemindHandlers(ReminderBase):
             spec=spec,
             now=now,
             default_key=self.deps.settings.default_tz,
+        )
+        # The weekly progress summary is on by default for people with reminders.
+        progress_store.ensure_weekly(
+            session=session, user_id=user_id, now=now, default_key=self.deps.settings.default_tz
         )
         return _Added(reminder, True, zone, all_paused)
 

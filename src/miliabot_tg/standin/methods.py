@@ -60,6 +60,7 @@ class BotApiMethods(ChatState):
             "getMyCommands": self._get_my_commands,
             "deleteMyCommands": self._delete_my_commands,
             "sendPhoto": self._send_photo,
+            "sendDocument": self._send_document,
             "copyMessage": self._copy_message,
             "setWebhook": self._set_webhook,
             "deleteWebhook": self._delete_webhook,
@@ -154,6 +155,41 @@ class BotApiMethods(ChatState):
             photo_file_id=file_id,
             photo_data=data,
             caption=caption if isinstance(caption, str) and caption else None,
+        )
+        self._messages.setdefault(chat_id, {})[message.message_id] = message
+        return self._message_json(message)
+
+    def _send_document(self, params: JSON) -> JSON:
+        """Only uploads (multipart) are accepted: the bot has no files on Telegram to resend."""
+        chat_id = self._chat_id(params)
+        document = params.get("document")
+        if isinstance(document, str) and document.startswith("attach://"):
+            document = params.get(document.removeprefix("attach://"))
+        if document is None or document == "":
+            raise bad("there is no document in the request")
+        if not isinstance(document, Upload):
+            raise bad("wrong file identifier/HTTP URL specified")
+        if not document.data:
+            raise bad("file must be non-empty")
+        caption = params.get("caption")
+        plain, entities = "", list[JSON]()
+        if isinstance(caption, str) and caption:
+            plain, entities = message_text(params, "caption", MAX_CAPTION_LENGTH)
+        markup = check_markup(params.get("reply_markup"))
+        self._check_rate(chat_id, params)
+        parse_mode = params.get("parse_mode")
+        message = BotMessage(
+            chat_id,
+            self._new_message_id(chat_id),
+            unix_now(),
+            parse_mode=parse_mode if isinstance(parse_mode, str) else None,
+            reply_markup=markup,
+            plain=plain,
+            entities=entities,
+            caption=caption if isinstance(caption, str) and caption else None,
+            document=document.filename,
+            document_data=document.data,
+            document_type=document.content_type,
         )
         self._messages.setdefault(chat_id, {})[message.message_id] = message
         return self._message_json(message)

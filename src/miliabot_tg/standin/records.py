@@ -95,6 +95,9 @@ class BotMessage:
     photo_file_id: str | None = None
     photo_data: bytes | None = field(default=None, repr=False)
     caption: str | None = None  # as the bot sent it
+    document: str | None = None  # the uploaded file's name (sendDocument)
+    document_data: bytes | None = field(default=None, repr=False)
+    document_type: str | None = None
 
     @property
     def buttons(self) -> list[list[tuple[str, str | None]]]:

@@ -222,6 +222,14 @@ class ChatState(Misbehaviour):
             out["from"] = dict(self.bot_user)
         if message.edit_date is not None:
             out["edit_date"] = message.edit_date
+        if message.document is not None:
+            out["document"] = {
+                "file_id": f"BQACAgIAAxkBAAI-standin-doc-{message.message_id}",
+                "file_unique_id": f"doc-{message.chat_id}-{message.message_id}",
+                "file_name": message.document,
+                "mime_type": message.document_type or "application/octet-stream",
+                "file_size": len(message.document_data or b""),
+            }
         if message.photo is not None:
             file_id = message.photo_file_id
             size = len(message.photo_data or b"") or 65_536
@@ -231,6 +239,11 @@ class ChatState(Misbehaviour):
                 {"file_id": file_id, "file_unique_id": f"{file_id}-u", "width": 1280,
                  "height": 1280, "file_size": size},
             ]  # fmt: skip
+            if message.caption is not None:
+                out["caption"] = message.plain
+                if message.entities:
+                    out["caption_entities"] = message.entities
+        elif message.document is not None:
             if message.caption is not None:
                 out["caption"] = message.plain
                 if message.entities:
