@@ -35,7 +35,7 @@ NOT_MODIFIED = "message is not modified"
 COMMANDS = [
     *("start", "help", "guide", "privacy", "forget", "remind", "reminders", "timezone"),
     *("quiet", "stop", "settings", "outdoors", "broadcast", "broadcasts", "stats"),
-    *("content", "whatsnew", "nosuchcommand"),
+    *("content", "whatsnew", "progress", "mydata", "nosuchcommand"),
 ]
 MEDIA = ["sticker", "photo", "location", "contact", "voice", "document", "dice"]
 # Rows that are the attacker's own, or the bot's own bookkeeping, are not "other users' data".
