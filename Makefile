@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint run console migrate bench clean lock
+.PHONY: install test lint run console migrate bench clean lock soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +54,8 @@ lock: $(STAMP)
 	$(BIN)/pip install --quiet pip-tools
 	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
 		--no-emit-find-links --output-file requirements.lock pyproject.toml
+
+# The robustness suite at full size (tests/robustness), ending in one JSON line of figures;
+# needs PostgreSQL. `make test` runs the same suite at CI size.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
