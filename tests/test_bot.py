@@ -8,10 +8,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from miliabot_tg import repo
+from miliabot_tg import repo, texts
+from miliabot_tg.content import TOPICS
 from miliabot_tg.db import new_session
 from miliabot_tg.models import UserStatus
 from tests.harness import USER, Harness, running_bot
+
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup "
+    "are exactly the same as a current content and reply markup of the message"
+)
 
 
 @pytest.fixture
@@ -65,39 +71,79 @@ async def test_command_menu_is_published_at_start_up(bot: Harness) -> None:
     ]
 
 
-async def test_guide_menu_offers_every_topic_as_a_button(bot: Harness) -> None:
+async def test_guide_menu_offers_sections_that_hold_every_topic(bot: Harness) -> None:
     (menu,) = await bot.say("/guide")
     labels = [label for row in menu.buttons for label, _ in row]
-    assert labels == [s.title for s in bot.guide.snippets]
+    topics = list(texts.sections(bot.guide))
+    assert labels == [texts.section_label(t) for t in topics]
+    assert len(labels) < len(bot.guide.snippets), "sections, not a wall of every topic"
     assert all(len(row) <= 2 for row in menu.buttons)
     assert all(len(data.encode()) <= 64 for data in menu.callback_data())
     assert "not a diagnosis or treatment" in menu.plain
+    # Every topic is one or two taps away: a section of one opens its topic at once.
+    reached: list[str] = []
+    for label in labels:
+        shown = await bot.press(label)
+        assert shown.message_id == menu.message_id
+        if shown.plain.endswith("Pick a topic."):  # a section: its topics, the way back
+            titles = [row[0][0] for row in shown.buttons[:-1]]
+            assert shown.buttons[-1][0][0] == "« All topics"
+            reached += titles
+        else:
+            reached.append(shown.plain.split("\n", 1)[0])
+        await bot.press("« All topics")
+    assert sorted(reached) == sorted(s.title for s in bot.guide.snippets)
+
+
+def test_every_content_topic_has_a_section_label() -> None:
+    assert set(texts.SECTION_LABELS) == set(TOPICS)
+    assert all(len(label) <= 24 for label in texts.SECTION_LABELS.values())
 
 
 async def test_topic_opens_in_place_with_related_topics_and_a_way_back(bot: Harness) -> None:
     (menu,) = await bot.say("/guide")
+    section = await bot.press("🔍 Milia basics")
+    assert section.message_id == menu.message_id, "the menu should be edited, not a new message"
+    assert section.plain == "🔍 Milia basics\n\nPick a topic."
     shown = await bot.press("What milia are")
-    assert shown.message_id == menu.message_id, "the menu should be edited, not a new message"
+    assert shown.message_id == menu.message_id
     assert len(bot.standin.chat(USER)) == 1
     assert shown.plain.startswith("What milia are\n\nMilia are tiny")
     snippet = bot.guide.get("what-milia-are")
     assert snippet is not None
     related_titles = [bot.guide.get(r).title for r in snippet.related]  # type: ignore[union-attr]
     labels = [label for row in shown.buttons for label, _ in row]
-    assert labels == [f"➜ {t}" for t in related_titles] + ["« All topics"]
+    assert labels == [f"➜ {t}" for t in related_titles] + ["« 🔍 Milia basics", "« All topics"]
 
     related = await bot.press(f"➜ {related_titles[0]}")
     assert related.plain.startswith(related_titles[0])
     back = await bot.press("« All topics")
     assert back.plain.startswith("📖 The milia guide")
-    assert back.edits == 3
-    assert [c.ok for c in bot.standin.calls_to("answerCallbackQuery")] == [True] * 3
+    assert back.edits == 4
+    assert [c.ok for c in bot.standin.calls_to("answerCallbackQuery")] == [True] * 4
+    again = await bot.press("🔍 Milia basics")
+    await bot.press("What milia are")
+    up = await bot.press("« 🔍 Milia basics")
+    assert up.plain == again.plain, "back to the section the topic belongs to"
+
+
+async def test_a_section_or_topic_that_is_gone_shows_the_menu_again(bot: Harness) -> None:
+    (menu,) = await bot.say("/guide")
+    for data in ("guide:section:no-such-section", "guide:open:no-such-topic"):
+        await bot.handled(bot.standin.forge_press(USER, data, message_id=menu.message_id))
+        shown = bot.standin.last(USER)
+        assert shown is not None
+        assert shown.plain.startswith(texts.TOPIC_GONE)
+        assert "📖 The milia guide" in shown.plain
+        # The second shows what the first did; Telegram refuses an edit that changes nothing.
+        bot.allow_failures(NOT_MODIFIED)
 
 
 async def test_pressing_the_same_topic_twice_changes_nothing_and_fails_nothing(
     bot: Harness,
 ) -> None:
-    (menu,) = await bot.say("/guide")
+    await bot.say("/guide")
+    menu = await bot.press("☀️ Sun protection")
     # A double tap: both presses leave the phone before the first edit arrives.
     first = bot.standin.press_button(USER, menu.message_id, "guide:open:sun-protection")
     second = bot.standin.press_button(USER, menu.message_id, "guide:open:sun-protection")
@@ -105,13 +151,10 @@ async def test_pressing_the_same_topic_twice_changes_nothing_and_fails_nothing(
     await bot.handled(second)
     shown = bot.standin.last(USER)
     assert shown is not None
-    assert shown.edits == 1
+    assert shown.edits == 2
     assert shown.plain.startswith("Daily sunscreen")
-    assert len(bot.standin.calls_to("answerCallbackQuery")) == 2
-    bot.allow_failures(
-        "Bad Request: message is not modified: specified new message content and reply markup "
-        "are exactly the same as a current content and reply markup of the message"
-    )
+    assert len(bot.standin.calls_to("answerCallbackQuery")) == 3
+    bot.allow_failures(NOT_MODIFIED)
 
 
 async def test_guide_with_words_offers_the_best_matches(bot: Harness) -> None:
@@ -253,10 +296,11 @@ async def test_a_failure_reaches_the_user_as_an_apology_and_the_operator_as_a_no
 
 async def test_a_message_too_old_to_edit_is_answered_with_a_new_one(bot: Harness) -> None:
     await bot.say("/guide")
+    await bot.press("👶 Babies")
     bot.standin.fail_next(
         "editMessageText", status=400, description="Bad Request: message can't be edited"
     )
-    await bot.press("Milia in babies")
+    await bot.press("Milia in babies")  # on the section, one tap before
     messages = bot.standin.chat(USER)
     assert len(messages) == 2
     assert messages[1].plain.startswith("Milia in babies")

@@ -54,8 +54,10 @@ async def test_run_serves_start_guide_buttons_and_search_over_http(tmp_path: Pat
             await standin.wait_for(lambda: standin.last(1001), timeout=10)
             standin.send_message("/guide")
             await standin.wait_for(lambda: len(standin.chat(1001)) == 2, timeout=10)
-            standin.press(1001, "Milia in babies")
+            standin.press(1001, "👶 Babies")
             await standin.wait_for(lambda: standin.chat(1001)[1].edits == 1, timeout=10)
+            standin.press(1001, "Milia in babies")
+            await standin.wait_for(lambda: standin.chat(1001)[1].edits == 2, timeout=10)
             standin.send_message("sunscreen")
             await standin.wait_for(lambda: len(standin.chat(1001)) == 3, timeout=10)
         finally:
@@ -75,7 +77,7 @@ async def test_run_serves_start_guide_buttons_and_search_over_http(tmp_path: Pat
 def test_console_transcript_from_a_pipe(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "miliabot_tg", "console"],
-        input="/start\n/guide\n1\n42\nhello?\n",
+        input="/start\n/guide\n1\n1\n42\nhello?\n",
         env=_env(),
         cwd=tmp_path,
         capture_output=True,
@@ -86,10 +88,12 @@ def test_console_transcript_from_a_pipe(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "you> /start\nbot> Hi Friend! 👋 I'm MiliaBot." in out
-    assert "[1] What milia are   [2] How long milia last" in out
+    assert "[1] 🔍 Milia basics   [2] 🧬 Types" in out
+    assert "you> 1\nbot (edited)> 🔍 Milia basics\n" in out
+    assert "[1] What milia are\n" in out
     assert "you> 1\nbot (edited)> What milia are\n" in out
-    assert "[4] « All topics" in out
-    assert "you> 42\n  (pick a button from 1 to 4)" in out
+    assert "[4] « 🔍 Milia basics   [5] « All topics" in out
+    assert "you> 42\n  (pick a button from 1 to 5)" in out
     assert "you> hello?\nbot> I couldn't find anything about “hello?”" in out
     assert "\033[" not in out, "no terminal colours when output is not a terminal"
     assert (tmp_path / "data" / "console.sqlite3").is_file()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from telegram import BotCommandScopeChat, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
@@ -37,6 +38,15 @@ log = logging.getLogger(__name__)
 
 # Long-poll length: Telegram holds getUpdates open this long when there is nothing new.
 POLL_TIMEOUT = 30
+# Connections to the Bot API: up to 256 at once (PTB's default for an Application), but
+# only KEEP_ALIVE idle ones kept open. httpcore 1.0 rescans every pooled connection, with
+# a quadratic step and a socket poll for each, twice per request (encode/httpcore#1035),
+# so a pool grown to a hundred by one burst made every later request cost milliseconds
+# more: at 100 webhook updates a second the bot fell behind and never caught up. A
+# connection beyond this many is closed once idle; Telegram at its 30 messages a second
+# keeps far fewer than this busy.
+MAX_CONNECTIONS = 256
+KEEP_ALIVE = 20
 # The handler group that notes the update for the logs: before the flood guard's.
 LOG_CONTEXT_GROUP = -2_000_000
 
@@ -97,6 +107,9 @@ def build_application(
             base_file_url=f"{settings.api_url}/file/bot",
             defaults=defaults,
             rate_limiter=paid_pacer,
+            # As many connections as the main bot: PTB's default for a bare bot is one,
+            # which a paced broadcast with many sends in flight would queue behind.
+            request=_api_request({}),
         )
         if settings.paid_broadcasts
         else None
@@ -175,7 +188,7 @@ def build_application(
         # chat's updates queue in a lane of their own, and one user's flood is cut short.
         .concurrent_updates(metrics.processor(inbound))  # LaneProcessor, counted and timed
         # PTB's default requests, plus a hook that counts the Bot API's error answers.
-        .request(HTTPXRequest(connection_pool_size=256, httpx_kwargs=counted))
+        .request(_api_request(counted))
         .get_updates_request(
             HTTPXRequest(
                 connection_pool_size=1, read_timeout=POLL_TIMEOUT + 10, httpx_kwargs=counted
@@ -243,3 +256,11 @@ def build_application(
 async def _note_update(update: Update, _context: object) -> None:
     """Name the update in every log line written while it is handled (logs.py)."""
     update_context(update)
+
+
+def _api_request(httpx_kwargs: dict[str, Any]) -> HTTPXRequest:
+    """PTB's HTTP client for Bot API calls (not getUpdates), with the pool kept small."""
+    limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=KEEP_ALIVE)
+    return HTTPXRequest(
+        connection_pool_size=MAX_CONNECTIONS, httpx_kwargs={"limits": limits, **httpx_kwargs}
+    )

@@ -294,6 +294,14 @@ class Handlers:
             text, keyboard = texts.guide_menu(guide)
             await show_in_place(update, f"{texts.TOPIC_GONE}\n\n{text}", keyboard)
             return
+        if query.data.startswith(texts.CB_SECTION):
+            section = texts.section_view(guide, query.data.removeprefix(texts.CB_SECTION))
+            if section is not None:
+                await show_in_place(update, *section)
+                return
+            text, keyboard = texts.guide_menu(guide)
+            await show_in_place(update, f"{texts.TOPIC_GONE}\n\n{text}", keyboard)
+            return
         await show_in_place(update, *texts.guide_menu(guide))
 
     async def forget(self, update: Update, context: Context) -> None:

@@ -36,6 +36,24 @@ COMMANDS = (
 # Callback data. Snippet ids are at most 32 bytes, so every value fits in 64 bytes.
 CB_MENU = "guide:menu"
 CB_OPEN = "guide:open:"
+CB_SECTION = "guide:section:"
+
+# The guide's menu shows sections, one per content topic, in the order of their first
+# snippet; a section opens its topics. Twenty-odd topics in one message made a wall of
+# buttons on a phone (and the heaviest message the bot sends).
+SECTION_LABELS = {
+    "basics": "🔍 Milia basics",
+    "types": "🧬 Types",
+    "causes": "❓ Causes",
+    "babies": "👶 Babies",
+    "care": "🏠 Home care",
+    "exfoliation": "🧽 Exfoliation",
+    "moisturizing": "💧 Moisturizing",
+    "sun": "☀️ Sun protection",
+    "treatment": "🩺 Treatments",
+    "prevention": "🗓 Prevention",
+    "doctor": "👩‍⚕️ Dermatologist",
+}
 CB_FORGET_YES = "forget:yes"
 CB_FORGET_NO = "forget:no"
 
@@ -148,18 +166,45 @@ FORGOTTEN = "Done: I've deleted what I stored about you. If you write again, I'l
 NOT_FORGOTTEN = "Okay, nothing was deleted."
 
 
+def sections(guide: Guide) -> dict[str, list[Snippet]]:
+    """The guide's snippets by topic; topics in the order of their first snippet."""
+    grouped: dict[str, list[Snippet]] = {}
+    for snippet in guide.snippets:
+        grouped.setdefault(snippet.topic, []).append(snippet)
+    return grouped
+
+
+def section_label(topic: str) -> str:
+    """A section's button label (a topic without one of its own gets its name)."""
+    return SECTION_LABELS.get(topic, topic.capitalize())
+
+
 def guide_menu(guide: Guide) -> tuple[str, InlineKeyboardMarkup]:
-    """Show every topic as a button, two to a row so titles stay readable on a phone."""
+    """Show the guide's sections, two to a row; a one-topic section opens that topic."""
     buttons = [
-        InlineKeyboardButton(snippet.title, callback_data=CB_OPEN + snippet.id)
-        for snippet in guide.snippets
+        InlineKeyboardButton(
+            section_label(topic),
+            callback_data=CB_OPEN + found[0].id if len(found) == 1 else CB_SECTION + topic,
+        )
+        for topic, found in sections(guide).items()
     ]
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     text = (
         "📖 <b>The milia guide</b>\n\n"
-        "Pick a topic, or type what you're looking for.\n\n"
+        "Pick a section, or type what you're looking for.\n\n"
         f"{DISCLAIMER}"
     )
+    return text, InlineKeyboardMarkup(rows)
+
+
+def section_view(guide: Guide, topic: str) -> tuple[str, InlineKeyboardMarkup] | None:
+    """Show one section's topics, one to a row, and the way back; None if it is gone."""
+    found = sections(guide).get(topic)
+    if not found:
+        return None
+    rows = [[InlineKeyboardButton(s.title, callback_data=CB_OPEN + s.id)] for s in found]
+    rows.append([InlineKeyboardButton("« All topics", callback_data=CB_MENU)])
+    text = f"<b>{escape(section_label(topic), quote=False)}</b>\n\nPick a topic."
     return text, InlineKeyboardMarkup(rows)
 
 
@@ -172,7 +217,14 @@ def snippet_view(guide: Guide, snippet: Snippet) -> tuple[str, InlineKeyboardMar
             rows.append(
                 [InlineKeyboardButton(f"➜ {related.title}", callback_data=CB_OPEN + related.id)]
             )
-    rows.append([InlineKeyboardButton("« All topics", callback_data=CB_MENU)])
+    siblings = sections(guide).get(snippet.topic, [])
+    if len(siblings) > 1:  # back to its section, or (a section of one) to the menu
+        back = InlineKeyboardButton(
+            f"« {section_label(snippet.topic)}", callback_data=CB_SECTION + snippet.topic
+        )
+        rows.append([back, InlineKeyboardButton("« All topics", callback_data=CB_MENU)])
+    else:
+        rows.append([InlineKeyboardButton("« All topics", callback_data=CB_MENU)])
     text = f"<b>{escape(snippet.title, quote=False)}</b>\n\n{snippet.html}"
     # The pages the snippet rests on, so a reader can check it (link previews are off).
     sources = ", ".join(
