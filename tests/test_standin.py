@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -716,6 +716,25 @@ async def test_global_rate_limit_refuses_with_retry_after_from_the_window(
         standin.global_rate = None
         await bot.send_message(4, "unlimited")
         assert standin.rate_limited == 2
+
+
+async def test_paid_sends_of_every_kind_skip_the_free_global_limit(
+    timedelta_periods: None,
+) -> None:
+    clock = FakeClock()
+    async with (
+        StandIn(global_rate=1, chat_rate=None, clock=clock) as standin,
+        make_bot(standin) as bot,
+    ):
+        await bot.send_message(1, "uses the one free slot")
+        with pytest.raises(RetryAfter):
+            await bot.send_photo(2, "AgACfileid")  # free: over the limit
+        # Paid (allow_paid_broadcast): a limit of their own, for photos and documents too.
+        await bot.send_message(3, "paid", allow_paid_broadcast=True)
+        await bot.send_photo(4, "AgACfileid", allow_paid_broadcast=True)
+        await bot.send_document(5, InputFile(b"data", filename="a.json"), allow_paid_broadcast=True)
+        assert [len(standin.chat(c)) for c in (2, 3, 4, 5)] == [0, 1, 1, 1]
+        assert standin.rate_limited == 1
 
 
 async def test_chat_rate_limit_is_per_chat(timedelta_periods: None) -> None:

@@ -11,7 +11,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from miliabot_tg.standin.records import (
     JSON,
@@ -136,28 +136,7 @@ class BotApiMethods(ChatState):
             file_id = f"AgACAgIAAxkBAAI-standin-{next(self._ids)}" if is_url else photo
         else:
             raise bad("wrong file identifier/HTTP URL specified")
-        caption = params.get("caption")
-        plain, entities = "", list[JSON]()
-        if isinstance(caption, str) and caption:
-            plain, entities = message_text(params, "caption", MAX_CAPTION_LENGTH)
-        markup = check_markup(params.get("reply_markup"))
-        self._check_rate(chat_id)
-        parse_mode = params.get("parse_mode")
-        message = BotMessage(
-            chat_id,
-            self._new_message_id(chat_id),
-            unix_now(),
-            parse_mode=parse_mode if isinstance(parse_mode, str) else None,
-            reply_markup=markup,
-            plain=plain,
-            entities=entities,
-            photo=sent,
-            photo_file_id=file_id,
-            photo_data=data,
-            caption=caption if isinstance(caption, str) and caption else None,
-        )
-        self._messages.setdefault(chat_id, {})[message.message_id] = message
-        return self._message_json(message)
+        return self._send_file(chat_id, params, photo=sent, photo_file_id=file_id, photo_data=data)
 
     def _send_document(self, params: JSON) -> JSON:
         """Only uploads (multipart) are accepted: the bot has no files on Telegram to resend."""
@@ -171,12 +150,22 @@ class BotApiMethods(ChatState):
             raise bad("wrong file identifier/HTTP URL specified")
         if not document.data:
             raise bad("file must be non-empty")
+        return self._send_file(
+            chat_id,
+            params,
+            document=document.filename,
+            document_data=document.data,
+            document_type=document.content_type,
+        )
+
+    def _send_file(self, chat_id: int, params: JSON, **file: Any) -> JSON:
+        """The part of sendPhoto and sendDocument after the file: caption, markup, rate."""
         caption = params.get("caption")
         plain, entities = "", list[JSON]()
         if isinstance(caption, str) and caption:
             plain, entities = message_text(params, "caption", MAX_CAPTION_LENGTH)
         markup = check_markup(params.get("reply_markup"))
-        self._check_rate(chat_id, params)
+        self._check_rate(chat_id, params)  # paid broadcasts (allow_paid_broadcast) included
         parse_mode = params.get("parse_mode")
         message = BotMessage(
             chat_id,
@@ -187,9 +176,7 @@ class BotApiMethods(ChatState):
             plain=plain,
             entities=entities,
             caption=caption if isinstance(caption, str) and caption else None,
-            document=document.filename,
-            document_data=document.data,
-            document_type=document.content_type,
+            **file,
         )
         self._messages.setdefault(chat_id, {})[message.message_id] = message
         return self._message_json(message)
