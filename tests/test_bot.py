@@ -2,13 +2,14 @@
 
 import re
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from miliabot_tg import repo, texts
+from miliabot_tg import handlers, repo, texts
 from miliabot_tg.content import TOPICS
 from miliabot_tg.db import new_session
 from miliabot_tg.models import UserStatus
@@ -49,6 +50,57 @@ async def test_users_are_remembered_in_the_database(bot: Harness) -> None:
     assert user is not None
     assert (user.first_name, user.language_code, user.status) == ("Ann", "pt-BR", "active")
     assert user.first_seen == bot.clock.now
+
+
+async def test_a_visit_is_looked_up_once_a_minute_not_on_every_message(
+    bot: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked: list[int] = []
+    real = repo.visit_is_news
+
+    def counted(**kwargs: Any) -> bool:
+        looked.append(kwargs["user_id"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(repo, "visit_is_news", counted)
+    await bot.say("hello")
+    await bot.say("sunscreen")
+    await bot.say("/help")
+    assert looked == [USER], "within a minute of a lookup, a message asks nothing of it"
+    await bot.say("hello", first_name="Annie")  # a new name is news at once
+    assert looked == [USER, USER]
+    with new_session(bot.engine) as session:
+        user = repo.get_user(session=session, user_id=USER)
+        assert user is not None
+        assert user.first_name == "Annie"
+    bot.clock.advance(handlers.SEEN_FOR)
+    await bot.say("hello", first_name="Annie")
+    assert looked == [USER, USER, USER]
+
+
+async def test_a_forgotten_user_who_writes_again_starts_fresh_at_once(bot: Harness) -> None:
+    await bot.say("/start")
+    await bot.say("/forget")
+    await bot.press("Yes, delete my data")
+    bot.clock.advance(timedelta(seconds=5))  # well within a minute of the last lookup
+    await bot.say("hello")
+    with new_session(bot.engine) as session:
+        user = repo.get_user(session=session, user_id=USER)
+    assert user is not None
+    assert (user.status, user.first_seen) == (UserStatus.ACTIVE, bot.clock.now)
+
+
+def test_users_seen_lately_are_bounded_oldest_dropped_first() -> None:
+    visits = handlers.Visits()
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    for user_id in range(handlers.MAX_SEEN + 1):
+        visits.note_seen(user_id, "Ann", None, now)
+    assert not visits.seen_lately(0, "Ann", None, now)
+    assert visits.seen_lately(1, "Ann", None, now)
+    assert not visits.seen_lately(1, "Ann", "en", now)
+    assert not visits.seen_lately(1, "Ann", None, now + handlers.SEEN_FOR)
+    visits.drop(1)
+    assert not visits.seen_lately(1, "Ann", None, now)
 
 
 async def test_command_menu_is_published_at_start_up(bot: Harness) -> None:

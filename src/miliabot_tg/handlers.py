@@ -50,14 +50,40 @@ SUGGESTIONS = 4
 # milliseconds and lands first; a database that is slow or gone must not hold answers
 # that do not need it (the guide), so after this the write carries on in the background.
 RECORD_PATIENCE: Final = 0.25
+# A visit found to change nothing is not looked up again for this long: people write in
+# bursts, and each lookup is a database round trip on every message. So another process's
+# /forget (or mark of a block) is noticed by this one's visits after at most this long;
+# unblocking always goes through (it comes as a membership update, never skipped).
+SEEN_FOR: Final = timedelta(seconds=60)
+# Users remembered as seen at most; the longest-unseen are dropped first.
+MAX_SEEN: Final = 20_000
 _PACKAGE_DIR: Final = Path(__file__).resolve().parent
 
 
 class Visits:
-    """Writes recording who wrote, in flight, so a user's later database work runs after."""
+    """Writes recording who wrote, in flight, so a user's later database work runs after;
+    and who was seen lately with nothing to record (see SEEN_FOR)."""
 
     def __init__(self) -> None:
         self._pending: dict[int, asyncio.Task[None]] = {}
+        # user id -> (first name, language, when the database last agreed with them)
+        self._seen: dict[int, tuple[str, str | None, datetime]] = {}
+
+    def seen_lately(self, user_id: int, name: str, language: str | None, now: datetime) -> bool:
+        """Whether this visit is known to change nothing, without asking the database."""
+        seen = self._seen.get(user_id)
+        return seen is not None and seen[:2] == (name, language) and now - seen[2] < SEEN_FOR
+
+    def note_seen(self, user_id: int, name: str, language: str | None, now: datetime) -> None:
+        """The database now has this user active, with this name and language."""
+        self._seen.pop(user_id, None)  # re-inserted last: the dict stays oldest-first
+        self._seen[user_id] = (name, language, now)
+        if len(self._seen) > MAX_SEEN:
+            del self._seen[next(iter(self._seen))]
+
+    def drop(self, user_id: int) -> None:
+        """Forget that the user was seen: their row changed (forgotten, blocked)."""
+        self._seen.pop(user_id, None)
 
     def start(self, user_id: int, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run the write in the background; it is the one this user's next work waits for."""
@@ -173,6 +199,10 @@ class Handlers:
             return
         if update.my_chat_member is not None:
             return  # not a visit: blocking the bot is no sign they want messages (membership)
+        if self.deps.visits.seen_lately(
+            user.id, user.first_name, user.language_code, self.deps.clock()
+        ):
+            return
         visit = self._record_visit(user.id, user.first_name, user.language_code)
         await asyncio.wait({self.deps.visits.start(user.id, visit)}, timeout=RECORD_PATIENCE)
 
@@ -198,6 +228,7 @@ class Handlers:
                         default_key=default_key,
                     ),
                 )
+            self.deps.visits.note_seen(user_id, name, language, now)
         except Exception:
             # The answer must neither fail nor apologise for this; the next visit tries again.
             log.warning("could not record a visit of user %s", user_id, exc_info=True)
@@ -213,6 +244,7 @@ class Handlers:
             await self.deps.write(
                 user.id, lambda s: repo.mark_blocked(session=s, user_id=user.id, now=now)
             )
+            self.deps.visits.drop(user.id)  # after: a visit in flight lands first
         elif status == ChatMember.MEMBER:  # unblocked (or restarted) the bot
             default_key = self.deps.settings.default_tz
 
@@ -320,6 +352,7 @@ class Handlers:
             await self.deps.write(
                 user.id, lambda s: repo.forget_user(session=s, user_id=user.id, now=now)
             )
+            self.deps.visits.drop(user.id)  # after: a visit in flight lands first
             self.deps.forget_place(user.id)
             await show_in_place(update, texts.FORGOTTEN, None)
         else:
@@ -358,6 +391,7 @@ class Handlers:
             await self.deps.write(
                 user.id, lambda s: repo.mark_blocked(session=s, user_id=user.id, now=now)
             )
+            self.deps.visits.drop(user.id)  # after: a visit in flight lands first
             return
         error = context.error
         # The operator's note carries no message text: a database error's message quotes
