@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
     true,
 )
 from sqlalchemy.engine import Dialect
@@ -114,6 +115,10 @@ class ReminderKind(StrEnum):
     WEEKLY = "weekly"
 
 
+# The kinds a user has at most one of: the weekly summary and outdoor mode's "reapply".
+HIDDEN_KINDS_SQL = "kind IN ('weekly', 'reapply')"
+
+
 class Reminder(SQLModel, table=True):
     """One recurring reminder: a rule in the user's local time and its next occurrence.
 
@@ -123,6 +128,18 @@ class Reminder(SQLModel, table=True):
     """
 
     __tablename__ = "reminders"
+    __table_args__ = (
+        # At most one of each hidden kind per user, even when two processes each find none
+        # and make one at the same moment (progress_store.py and outdoors.py catch that).
+        Index(
+            "uq_reminders_user_hidden_kind",
+            "user_id",
+            "kind",
+            unique=True,
+            sqlite_where=text(HIDDEN_KINDS_SQL),
+            postgresql_where=text(HIDDEN_KINDS_SQL),
+        ),
+    )
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     user_id: int = Field(

@@ -18,6 +18,7 @@ from typing import Final
 
 from sqlmodel import Session, col, delete, select
 
+from miliabot_tg import repo
 from miliabot_tg.models import (
     Occurrence,
     OccurrenceStatus,
@@ -190,9 +191,7 @@ def _reapply_reminder(session: Session, user_id: int, now: datetime) -> Reminder
         created_at=now,
         updated_at=now,
     )
-    session.add(reminder)
-    session.flush()
-    return reminder
+    return repo.add_hidden_reminder(session=session, reminder=reminder)
 
 
 def start_outdoors(

@@ -81,7 +81,7 @@ def set_weekly(
         return None
     row = weekly_row(session=session, user_id=user_id)
     if row is None:
-        row = Reminder(
+        made = Reminder(
             user_id=user_id,
             kind=WEEKLY,
             label=WEEKLY_LABEL,
@@ -90,8 +90,7 @@ def set_weekly(
             created_at=now,
             updated_at=now,
         )
-        session.add(row)
-        session.flush()
+        row = repo.add_hidden_reminder(session=session, reminder=made)
     # Commits, and plans the next Sunday (or nothing while it or everything is paused).
     return repo.set_reminder_paused(
         session=session,

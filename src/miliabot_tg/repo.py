@@ -2,6 +2,7 @@
 
 from datetime import datetime, timedelta, tzinfo
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, func, select, update
 
 from miliabot_tg.models import (
@@ -91,6 +92,24 @@ def _visit_changes(user: User, first_name: str, language_code: str | None, now: 
         or user.language_code != language_code
         or now - user.last_seen >= LAST_SEEN_RESOLUTION
     )
+
+
+def add_hidden_reminder(*, session: Session, reminder: Reminder) -> Reminder:
+    """Add a user's weekly summary or "reapply" reminder, or return the one another
+    process added since this one looked (the unique index lets only one in)."""
+    try:
+        with session.begin_nested():  # a savepoint: a collision undoes only this insert
+            session.add(reminder)
+        return reminder
+    except IntegrityError:
+        found = session.exec(
+            select(Reminder).where(
+                col(Reminder.user_id) == reminder.user_id, col(Reminder.kind) == reminder.kind
+            )
+        ).first()
+        if found is None:
+            raise  # another constraint: not the race this handles
+        return found
 
 
 def mark_blocked(*, session: Session, user_id: int, now: datetime) -> None:
