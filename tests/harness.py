@@ -132,7 +132,7 @@ async def running_bot(
         deps = Deps(settings=settings, engine=engine, guide=GUIDE, clock=clock or frozen)
         built = build_application(deps, DEFAULT_TOKEN, policy=policy, dispatch=dispatch)
         app = built.app
-        processed = ProcessedUpdates(app)
+        processed = ProcessedUpdates(app, deps.visits)
         async with app:
             if app.post_init is not None:  # run_polling would call it; we start by hand
                 await app.post_init(app)

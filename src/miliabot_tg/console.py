@@ -16,7 +16,7 @@ from miliabot_tg.app import BotApplication, build_application
 from miliabot_tg.config import Settings
 from miliabot_tg.content import load_guide
 from miliabot_tg.db import ensure_schema, make_engine
-from miliabot_tg.handlers import Deps
+from miliabot_tg.handlers import Deps, Visits
 from miliabot_tg.logs import setup_logging
 from miliabot_tg.models import utcnow
 from miliabot_tg.schedule import ascii_digits
@@ -62,7 +62,7 @@ async def chat_in_console(
         deps = Deps(settings=console_settings, engine=engine, guide=guide, clock=utcnow)
         app = build_application(deps, DEFAULT_TOKEN).app
         async with app:
-            processed = ProcessedUpdates(app)
+            processed = ProcessedUpdates(app, deps.visits)
             if app.post_init is not None:  # run_polling would call it; we start by hand
                 await app.post_init(app)
             await app.start()
@@ -114,12 +114,18 @@ class ProcessedUpdates:
 
     LAST_GROUP = 1_000_000
 
-    def __init__(self, app: BotApplication) -> None:
+    def __init__(self, app: BotApplication, visits: Visits | None = None) -> None:
         self._done: set[int] = set()
         self._changed = asyncio.Condition()
+        self._visits = visits
         app.add_handler(TypeHandler(Update, self._record), group=self.LAST_GROUP)
 
     async def _record(self, update: Update, _context: object) -> None:
+        # The visit is written in the background (Handlers.record_user): an update is
+        # finished when that is too, so whoever waits for it finds the user's row.
+        user = update.effective_user
+        if self._visits is not None and user is not None:
+            await self._visits.recorded(user.id)
         async with self._changed:
             self._done.add(update.update_id)
             self._changed.notify_all()

@@ -46,10 +46,6 @@ FIRST_VISIT = timedelta(minutes=1)
 SEARCH_RESULTS = 5
 ALERT_EVERY = timedelta(minutes=1)
 SUGGESTIONS = 4
-# How long an answer waits for the visit to be recorded. Normally the write takes a few
-# milliseconds and lands first; a database that is slow or gone must not hold answers
-# that do not need it (the guide), so after this the write carries on in the background.
-RECORD_PATIENCE: Final = 0.25
 # A visit found to change nothing is not looked up again for this long: people write in
 # bursts, and each lookup is a database round trip on every message. So another process's
 # /forget (or mark of a block) is noticed by this one's visits after at most this long;
@@ -203,8 +199,13 @@ class Handlers:
             user.id, user.first_name, user.language_code, self.deps.clock()
         ):
             return
-        visit = self._record_visit(user.id, user.first_name, user.language_code)
-        await asyncio.wait({self.deps.visits.start(user.id, visit)}, timeout=RECORD_PATIENCE)
+        # Written in the background: the answer never waits for it (on a busy SQLite a
+        # write can wait its turn for the lock, and its thread for the GIL, for tens of
+        # milliseconds), while this user's own database work still comes after it
+        # (Deps.read and Deps.write wait for it).
+        self.deps.visits.start(
+            user.id, self._record_visit(user.id, user.first_name, user.language_code)
+        )
 
     async def _record_visit(self, user_id: int, name: str, language: str | None) -> None:
         """Write down a visit if it changes anything; a failure is logged, never raised."""
