@@ -1,5 +1,6 @@
 """Shared fixtures: real SQLite files and a real PostgreSQL server, fresh for each test."""
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from miliabot_tg.db import make_engine, migrate
+from tests.robustness.results import ROWS
 
 # Nothing in the tests reaches the internet: settings read from the environment (and
 # bots started as subprocesses) send UV forecast requests to a closed loopback port.
@@ -31,6 +33,24 @@ def _admin_connection() -> psycopg.Connection[tuple[object, ...]]:
             "or point MILIABOT_TEST_POSTGRES_URL at a server.",
             pytrace=False,
         )
+
+
+# `make test` runs the suite on several pytest-xdist workers. The robustness figures are
+# recorded in each worker's memory; hand them to the controller, whose summary prints them.
+_ROWS_KEY = "robustness_rows"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # this process is an xdist worker
+        workeroutput[_ROWS_KEY] = json.dumps(ROWS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    rows = getattr(node, "workeroutput", {}).get(_ROWS_KEY)
+    if rows:
+        ROWS.extend(json.loads(rows))
 
 
 @pytest.fixture
