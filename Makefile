@@ -20,10 +20,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Four pytest-xdist workers on two cores: most tests wait on subprocesses, sockets and
-# timers, so four overlap those waits; `worksteal` keeps the long ones from ending the run.
+# timers, so four overlap those waits. Tests go out two at a time in collection order,
+# the longest first (tests/conftest.py), so that no long one starts near the end.
 test: lint
 	$(BIN)/miliabot content validate
-	$(BIN)/pytest -n 4 --dist worksteal
+	$(BIN)/pytest -n 4 --dist load --maxschedchunk 2
 
 run: $(STAMP)
 	$(BIN)/miliabot run
