@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from miliabot_tg.db import make_engine, migrate
-from tests.robustness.results import ROWS
+from tests.robustness.results import ROWS, lines
 
 # Nothing in the tests reaches the internet: settings read from the environment (and
 # bots started as subprocesses) send UV forecast requests to a closed loopback port.
@@ -51,6 +51,21 @@ def pytest_testnodedown(node: object, error: object) -> None:
     rows = getattr(node, "workeroutput", {}).get(_ROWS_KEY)
     if rows:
         ROWS.extend(json.loads(rows))
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    # An xdist controller collects nothing, so it loads tests/robustness/conftest.py (which
+    # prints the figures) only when the command line names that folder: print them here.
+    if not ROWS or any(
+        str(getattr(plugin, "__file__", "")).endswith("robustness/conftest.py")
+        for plugin in config.pluginmanager.get_plugins()
+    ):
+        return
+    terminalreporter.section("robustness figures")
+    for line in lines(ROWS):
+        terminalreporter.write_line(line)
 
 
 # The files whose tests take longest (each 25 s to 150 s on a loaded 2-core machine), longest
