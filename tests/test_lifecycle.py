@@ -208,7 +208,7 @@ async def test_sigterm_mid_dispatch_stops_within_10_s_and_gives_back_every_claim
 
     assert code == 0, output.text
     assert took < 10, f"stopping took {took:.1f} s, past Docker's grace period"
-    assert "Traceback" not in output.text
+    assert "Traceback" not in output.text, output.text
     assert "exiting anyway" not in output.text, "stopped in order, not by the hard bound"
     engine = make_engine(database_url)
     with engine.connect() as conn:
