@@ -27,13 +27,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from miliabot_tg import broadcasts as store
-from miliabot_tg import repo
-from miliabot_tg.broadcasts import DELIVERIES
+from miliabot_tg.broadcasts import DELIVERIES, PREFERENCES
 from miliabot_tg.db import make_engine, migrate, new_session
 from miliabot_tg.dispatch import OCCURRENCES, DispatchPolicy
-from miliabot_tg.models import utcnow
+from miliabot_tg.models import Reminder, User, utcnow
 from miliabot_tg.schedule import parse_remind
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
 from miliabot_tg.standin.records import Call
@@ -53,6 +53,9 @@ def _seed(
 ) -> tuple[int, set[int], set[int], set[int]]:
     """Users with one due reminder each; the first RECIPIENTS have announcements on.
 
+    Rows as the bot writes them (the models, the broadcast store), in a few transactions:
+    a commit per user, as `/start` and `/remind` do, took a minute at soak size.
+
     Returns the broadcast id, the users due within grace, those overdue beyond it, and the
     recipients.
     """
@@ -61,24 +64,35 @@ def _seed(
     now = utcnow()
     users = range(FIRST_USER, FIRST_USER + max(reminders, recipients))
     overdue = {u for u in users[:reminders] if u % 10 == 0}
+    spec = parse_remind("sunscreen 08:30 daily", today=now.date())
     with new_session(engine) as session:
-        for user_id in users:
-            repo.touch_user(
-                session=session, user_id=user_id, first_name="U", language_code="en", now=now
+        session.add_all(
+            User(id=user_id, first_name="U", language_code="en", first_seen=now, last_seen=now)
+            for user_id in users
+        )
+        session.flush()
+        session.add_all(
+            Reminder(
+                user_id=user_id,
+                kind=spec.kind,
+                label=spec.label,
+                rule=spec.rule.to_text(),
+                created_at=now,
+                updated_at=now,
+                next_due_at=now
+                - (timedelta(hours=3) if user_id in overdue else timedelta(minutes=1)),
             )
+            for user_id in users[:reminders]
+        )
         session.commit()
-        for user_id in users[:reminders]:
-            spec = parse_remind("sunscreen 08:30 daily", today=now.date())
-            reminder = repo.add_reminder(
-                session=session, user_id=user_id, spec=spec, now=now, default_key="UTC"
-            )
-            late = timedelta(hours=3) if user_id in overdue else timedelta(minutes=1)
-            reminder.next_due_at = now - late
-            session.add(reminder)
-        session.commit()
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     with engine.begin() as conn:
-        for user_id in users[recipients:]:
-            store.set_announcements(conn, user_id, False, now)
+        off = [
+            {"user_id": user_id, "announcements": False, "updated_at": now}
+            for user_id in users[recipients:]
+        ]
+        if off:
+            conn.execute(insert(PREFERENCES), off)
         broadcast_id = store.create_draft(conn, created_by=0, now=now, text=NEWS)
     store.start(engine, broadcast_id, now, "UTC")
     engine.dispose()
