@@ -110,8 +110,8 @@ async def test_an_hour_of_intermittent_5xx_delivers_everything_with_backoff_and_
             elif undelivered_at_recovery < 0:
                 # Telegram recovers, but faults injected and not used up yet (a cycle sent
                 # fewer than were waiting) still fail the first sends after the hour.
-                delivered = {chat for _, chat, status in sends if status == 200}
-                undelivered_at_recovery = len(set(due) - delivered)
+                reached = {chat for _, chat, status in sends if status == 200}
+                undelivered_at_recovery = len(set(due) - reached)
                 leftover_at_recovery = leftover
             await bot.dispatcher.run_cycle()
             at = elapsed.total_seconds()
