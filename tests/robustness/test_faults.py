@@ -1,4 +1,5 @@
-"""Bot API faults from the stand-in while `miliabot run` sends due reminders and a broadcast.
+"""Bot API faults from the stand-in while `miliabot run` sends due reminders and a broadcast,
+on SQLite and on PostgreSQL.
 
 The first send gets a 429 with `retry_after` (3 s at CI size, 30 s under `make soak`: the
 bot runs on the real clock in its own process, so the long wait is really waited), then
@@ -30,10 +31,14 @@ SPRINKLED = 6  # rounds of two 502s while sending
 HANGS = 2
 
 
+def _name(url: str) -> str:
+    return "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+
+
 async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    url = database_url
     broadcast_id, due, overdue, recipients = _seed(url, reminders=200, recipients=200)
     injected = 1 + 2 * SOLID_5XX + 2 * SPRINKLED + HANGS
     async with StandIn(global_rate=None, chat_rate=None) as standin:
@@ -113,7 +118,7 @@ async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
             if later:
                 gaps.append(later[0] - call.at)
     record(
-        "bot api faults",
+        f"bot api faults ({_name(url)})",
         trials=1,
         delivered=delivered,
         lost=lost,
@@ -137,11 +142,11 @@ async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
 
 
 async def test_after_telegram_refused_connections_for_a_while_everything_arrives(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
     # CI: 5 s of connection refused; `make soak`: 60 s.
     outage = size(5, 60)
-    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    url = database_url
     _, due, overdue, recipients = _seed(url, reminders=400, recipients=400)
     standin = StandIn(global_rate=None, chat_rate=None)
     await standin.start()
@@ -193,7 +198,7 @@ async def test_after_telegram_refused_connections_for_a_while_everything_arrives
     sends_after = [c for c in after if c.method == "sendMessage"]
     others_after = len(after) - len(sends_after)
     record(
-        "telegram unreachable",
+        f"telegram unreachable ({_name(url)})",
         trials=1,
         outage_seconds=outage,
         delivered=delivered,
