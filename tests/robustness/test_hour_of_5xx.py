@@ -22,6 +22,7 @@ import random
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from miliabot_tg import repo
@@ -30,7 +31,7 @@ from miliabot_tg.dispatch import OCCURRENCES, REMINDERS, retry_delay
 from miliabot_tg.models import Reminder, User
 from miliabot_tg.schedule import parse_remind
 from tests.harness import Harness, running_bot
-from tests.robustness.results import record, size
+from tests.robustness.results import record, size, soak
 
 REMINDERS_DUE = size(300, 2_000)
 HOUR = timedelta(hours=1)
@@ -82,11 +83,18 @@ def _waiting(bot: Harness) -> int:
     return int(reminders) + int(retries)
 
 
+# SQLite in CI (the run is mostly its 900 cycles, half a minute); PostgreSQL too under
+# `make soak`.
+DATABASES = ["sqlite", *([pytest.param("postgres", marks=pytest.mark.postgres)] if soak() else [])]
+
+
+@pytest.mark.parametrize("database", DATABASES)
 async def test_an_hour_of_intermittent_5xx_delivers_everything_with_backoff_and_no_storm(
-    tmp_path: Path,
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
 ) -> None:
     rng = random.Random(11)
-    async with running_bot(tmp_path) as bot:
+    url = request.getfixturevalue("postgres_url") if database == "postgres" else None
+    async with running_bot(tmp_path, database_url=url) as bot:
         due = _seed(bot, rng)
         start = bot.clock()
         # (simulated seconds since start, chat, status) of every send, in order.
@@ -147,7 +155,7 @@ async def test_an_hour_of_intermittent_5xx_delivers_everything_with_backoff_and_
     failures = sum(1 for _, _, status in sends if status != 200)
     after_hour = [(at, s) for at, _, s in sends if at >= HOUR.total_seconds()]
     record(
-        "an hour of intermittent 5xx (simulated)",
+        f"an hour of intermittent 5xx, simulated ({'PostgreSQL' if url else 'SQLite'})",
         trials=1,
         reminders=len(due),
         delivered=sum(delivered.values()),
