@@ -5,7 +5,8 @@ grace window, which the outage policy records as missed and never sends) with a 
 broadcast, `miliabot run` starts (one process on SQLite, three on PostgreSQL), and then,
 KILLS times, one process (a random one of the three) is killed with SIGKILL at a random
 moment and a replacement started: each kill is a trial. The kill moments are random, one
-in each of KILLS equal shares of the messages, so that every kill lands mid-dispatch.
+in each of KILLS equal shares of the messages (and at least KILL_SPACING seconds after the
+kill before), so that every kill lands mid-dispatch.
 
 Lost: a due occurrence neither delivered nor recorded missed, or a recipient never reached.
 Each duplicate is attributed to the kill between its two sends (the stand-in records when
@@ -156,6 +157,8 @@ def kill_points(rng: random.Random, total: int, kills: int) -> list[int]:
 # kill. Nothing a live process sends that soon after a kill can be resent unless its own
 # process is killed later, and then the later kill takes it.
 ON_THE_WIRE = 1.0
+# Seconds from one kill to the next at least: the claim lease (2 s) and a margin.
+KILL_SPACING = 6.0
 
 
 def attribute(arrivals: dict[tuple[int, bool], list[float]], kills: list[float]) -> list[int]:
@@ -168,6 +171,15 @@ def attribute(arrivals: dict[tuple[int, bool], list[float]], kills: list[float])
             between = [i for i, at in enumerate(kills) if first < at + ON_THE_WIRE and at < again]
             per_kill[between[-1] if between else len(kills)] += 1
     return per_kill
+
+
+def ambiguous(arrivals: dict[tuple[int, bool], list[float]], kills: list[float]) -> int:
+    """Duplicates with more than one kill between their sends (put on the latest)."""
+    return sum(
+        len([at for at in kills if first < at + ON_THE_WIRE and at < again]) > 1
+        for times in arrivals.values()
+        for first, again in itertools.pairwise(sorted(times))
+    )
 
 
 def unattributed(
@@ -215,6 +227,10 @@ async def _run(url: str, tmp_path: Path, processes: int, seed: int) -> None:
         try:
             for point in points:
                 await until(functools.partial(sends.reached, point), timeout=300, every=0.02)
+                if kills:
+                    # Let the last victim's claims expire and be resent first, so that each
+                    # duplicate has one kill between its sends.
+                    await asyncio.sleep(max(0.0, kills[-1] + KILL_SPACING - time.monotonic()))
                 victim = bots.pop(rng.randrange(len(bots)))
                 victim.kill()  # SIGKILL: no clean-up, claims left behind
                 kills.append(time.monotonic())  # the stand-in's clock, as in Call.at
@@ -282,6 +298,7 @@ async def _run(url: str, tmp_path: Path, processes: int, seed: int) -> None:
         lost=lost,
         duplicates_total=duplicates,
         unattributed_duplicates=per_kill[-1],
+        ambiguous_duplicates=ambiguous(sends.arrivals, kills),
         seconds=round(time.monotonic() - started),
     )
     assert lost == 0, (occurrences, deliveries)
