@@ -90,7 +90,6 @@ async def test_a_stopped_postgres_during_dispatch_and_broadcast_loses_nothing(
     duplicates = sum(reminders.values()) - len(reminders) + sum(news.values()) - len(news)
     record(
         "postgres outage",
-        trials=1,
         outage_seconds=OUTAGE_SECONDS,
         sent_before_outage=before,
         lost=lost,

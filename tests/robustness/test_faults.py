@@ -119,7 +119,6 @@ async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
                 gaps.append(later[0] - call.at)
     record(
         f"bot api faults ({_name(url)})",
-        trials=1,
         delivered=delivered,
         lost=lost,
         duplicates=duplicates,
@@ -199,7 +198,6 @@ async def test_after_telegram_refused_connections_for_a_while_everything_arrives
     others_after = len(after) - len(sends_after)
     record(
         f"telegram unreachable ({_name(url)})",
-        trials=1,
         outage_seconds=outage,
         delivered=delivered,
         lost=lost,

@@ -156,7 +156,6 @@ async def test_an_hour_of_intermittent_5xx_delivers_everything_with_backoff_and_
     after_hour = [(at, s) for at, _, s in sends if at >= HOUR.total_seconds()]
     record(
         f"an hour of intermittent 5xx, simulated ({'PostgreSQL' if url else 'SQLite'})",
-        trials=1,
         reminders=len(due),
         delivered=sum(delivered.values()),
         lost=lost,
