@@ -161,20 +161,28 @@ ON_THE_WIRE = 1.0
 KILL_SPACING = 6.0
 
 
-def attribute(arrivals: dict[tuple[int, bool], list[float]], kills: list[float]) -> list[int]:
+def attribute(
+    arrivals: dict[tuple[int, bool], list[float]], kills: list[float], *, one_process: bool
+) -> list[int]:
     """Duplicates per kill, and last the unattributed ones: each extra copy of a message is
-    put on the latest kill between the copy before it and itself (the kill that orphaned
-    the earlier send's claim; the resend comes once that claim's lease has expired)."""
+    put on a kill between the copy before it and itself, the kill that orphaned the earlier
+    send's claim. With one process that is the first kill after the earlier send (the only
+    process alive then died there): exact. With three, when more than one kill lies between,
+    the latest: kills are KILL_SPACING apart, and a resend comes once the orphaned claim's
+    lease (2 s) has expired."""
     per_kill = [0] * (len(kills) + 1)
     for times in arrivals.values():
         for first, again in itertools.pairwise(sorted(times)):
             between = [i for i, at in enumerate(kills) if first < at + ON_THE_WIRE and at < again]
-            per_kill[between[-1] if between else len(kills)] += 1
+            if not between:
+                per_kill[len(kills)] += 1
+            else:
+                per_kill[between[0] if one_process else between[-1]] += 1
     return per_kill
 
 
 def ambiguous(arrivals: dict[tuple[int, bool], list[float]], kills: list[float]) -> int:
-    """Duplicates with more than one kill between their sends (put on the latest)."""
+    """Duplicates with more than one kill between their sends."""
     return sum(
         len([at for at in kills if first < at + ON_THE_WIRE and at < again]) > 1
         for times in arrivals.values()
@@ -283,7 +291,7 @@ async def _run(url: str, tmp_path: Path, processes: int, seed: int) -> None:
         + sum(n for status, n in deliveries.items() if status != "sent")
     )
     duplicates = sum(reminders.values()) - len(reminders) + sum(news.values()) - len(news)
-    per_kill = attribute(sends.arrivals, kills)
+    per_kill = attribute(sends.arrivals, kills, one_process=processes == 1)
     for number, (at_kill, dups) in enumerate(zip(sent_at_kill, per_kill, strict=False), 1):
         record(
             f"crash ({label}) kill {number}/{KILLS}",
