@@ -78,11 +78,18 @@ async def test_a_stopped_postgres_during_dispatch_and_broadcast_loses_nothing(
                 await asyncio.sleep(OUTAGE_SECONDS)
                 assert bot.returncode is None, "the bot keeps running"
                 proxy.resume(reset=True)
-                await until(finished, timeout=300)
+                try:
+                    await until(finished, timeout=300)
+                except AssertionError as late:
+                    reminders, news = counts()
+                    got = f"reminders {len(set(reminders) & due)}/{len(due)}"
+                    got += f", news {len(set(news) & recipients)}/{len(recipients)}"
+                    raise AssertionError(f"{late}: {got}") from late
                 await standin.settle(quiet=1.0)
             finally:
                 bot.send_signal(signal.SIGTERM)
                 _, stderr = await asyncio.wait_for(bot.communicate(), timeout=60)
+                print(stderr.decode()[-8000:])  # shown when the test fails
             assert bot.returncode == 0, stderr.decode()[-3000:]
             guide = [m.plain for m in standin.chat(GUIDE_USER)]
     reminders, news = counts()
