@@ -38,8 +38,9 @@ from miliabot_tg.models import Reminder, User, utcnow
 from miliabot_tg.schedule import parse_remind
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
 from miliabot_tg.standin.records import Call
+from tests.robustness.bots import start_bot, stop_bot
 from tests.robustness.results import record, size
-from tests.test_processes import _env, _start_bot
+from tests.test_processes import _env
 
 REMINDERS = size(2_000, 20_000)
 RECIPIENTS = size(1_000, 10_000)
@@ -229,7 +230,7 @@ async def _run(url: str, tmp_path: Path, processes: int, seed: int) -> None:
             MILIABOT_CHAT_RATE="100000",
             MILIABOT_CLAIM_LEASE_SECONDS="2",
         )
-        bots = [await _start_bot(env, tmp_path) for _ in range(processes)]
+        bots = [await start_bot(env, tmp_path) for _ in range(processes)]
         kills: list[float] = []
         sent_at_kill: list[int] = []
         try:
@@ -245,7 +246,7 @@ async def _run(url: str, tmp_path: Path, processes: int, seed: int) -> None:
                 sent_at_kill.append(sends.count)
                 await victim.wait()
                 assert victim.returncode == -signal.SIGKILL
-                bots.append(await _start_bot(env, tmp_path))
+                bots.append(await start_bot(env, tmp_path))
 
             def finished() -> bool:
                 sends.update()
@@ -258,8 +259,8 @@ async def _run(url: str, tmp_path: Path, processes: int, seed: int) -> None:
             for bot in bots:
                 bot.send_signal(signal.SIGTERM)
             for bot in bots:
-                _, stderr = await asyncio.wait_for(bot.communicate(), timeout=60)
-                assert bot.returncode == 0, stderr.decode()[-3000:]
+                log = await stop_bot(bot)
+                assert bot.returncode == 0, log[-3000:]
         # As the users see it: every message in every chat.
         reminders: dict[int, int] = {}
         news: dict[int, int] = {}
