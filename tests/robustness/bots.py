@@ -43,5 +43,11 @@ async def stop_bot(process: asyncio.subprocess.Process, timeout: float = 60) -> 
     """SIGTERM, wait for the exit; return the process's log."""
     if process.returncode is None:
         process.send_signal(signal.SIGTERM)
+    return await wait_bot(process, timeout)
+
+
+async def wait_bot(process: asyncio.subprocess.Process, timeout: float = 60) -> str:
+    """Wait for a process already told to stop (a second SIGTERM means "exit at once", with
+    a failure status); return its log."""
     await asyncio.wait_for(process.wait(), timeout=timeout)
     return log_of(process)

@@ -38,7 +38,7 @@ from miliabot_tg.models import Reminder, User, utcnow
 from miliabot_tg.schedule import parse_remind
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
 from miliabot_tg.standin.records import Call
-from tests.robustness.bots import start_bot, stop_bot
+from tests.robustness.bots import start_bot, wait_bot
 from tests.robustness.results import record, size
 from tests.test_processes import _env
 
@@ -259,7 +259,7 @@ async def _run(url: str, tmp_path: Path, processes: int, seed: int) -> None:
             for bot in bots:
                 bot.send_signal(signal.SIGTERM)
             for bot in bots:
-                log = await stop_bot(bot)
+                log = await wait_bot(bot)
                 assert bot.returncode == 0, log[-3000:]
         # As the users see it: every message in every chat.
         reminders: dict[int, int] = {}
