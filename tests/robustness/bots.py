@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import signal
 import sys
+import time
 from pathlib import Path
 
 _numbers = itertools.count(1)
@@ -32,6 +33,16 @@ async def start_bot(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Proces
         )
     _logs[process.pid] = log
     return process
+
+
+async def ready(process: asyncio.subprocess.Process, timeout: float = 120) -> None:
+    """Wait until the process says it runs (its SIGTERM handler is in place from then on: a
+    SIGTERM before that kills it outright, as it would any program still starting)."""
+    deadline = time.monotonic() + timeout
+    while "running; SIGTERM or Ctrl-C stops" not in log_of(process):
+        assert process.returncode is None, log_of(process)[-3000:]
+        assert time.monotonic() < deadline, f"not running within {timeout} s"
+        await asyncio.sleep(0.1)
 
 
 def log_of(process: asyncio.subprocess.Process) -> str:

@@ -38,7 +38,7 @@ from miliabot_tg.models import Reminder, User, utcnow
 from miliabot_tg.schedule import parse_remind
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
 from miliabot_tg.standin.records import Call
-from tests.robustness.bots import start_bot, wait_bot
+from tests.robustness.bots import ready, start_bot, wait_bot
 from tests.robustness.results import record, size
 from tests.test_processes import _env
 
@@ -247,6 +247,9 @@ async def _run(url: str, tmp_path: Path, processes: int, seed: int) -> None:
                 await victim.wait()
                 assert victim.returncode == -signal.SIGKILL
                 bots.append(await start_bot(env, tmp_path))
+                # Up before the next kill or the final SIGTERM (one while it still starts
+                # would kill it outright).
+                await ready(bots[-1])
 
             def finished() -> bool:
                 sends.update()
