@@ -12,7 +12,8 @@ from typing import Final
 
 RESULTS_ENV: Final = "MILIABOT_ROBUSTNESS_RESULTS"
 SOAK_ENV: Final = "MILIABOT_SOAK"
-# The keys of the final JSON line, summed over all records except duplicates_max.
+# The keys of the final JSON line, summed over all records except duplicates_max. A trial is
+# one SIGKILL of a bot process (test_crashes.py); the other tests count their own figures.
 KEYS: Final = (
     "trials",
     "lost",

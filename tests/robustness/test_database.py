@@ -10,7 +10,6 @@ writes (dispatch and a broadcast): neither ever fails with "database is locked".
 """
 
 import asyncio
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +19,11 @@ import pytest
 from miliabot_tg.dispatch import DispatchPolicy
 from miliabot_tg.paths import bundled_dir
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
+from tests.robustness.bots import start_bot, stop_bot
 from tests.robustness.results import record, size
 from tests.robustness.test_crashes import NEWS, _seed, until
 from tests.stalling_proxy import stalling_proxy
-from tests.test_processes import _env, _start_bot
+from tests.test_processes import _env
 
 GUIDE_USER = 1001
 
@@ -63,7 +63,7 @@ async def test_a_stopped_postgres_during_dispatch_and_broadcast_loses_nothing(
                 MILIABOT_DATABASE_URL=proxy.url(postgres_url),
                 MILIABOT_GLOBAL_RATE="10000",
             )
-            bot = await _start_bot(env, tmp_path)
+            bot = await start_bot(env, tmp_path)
             try:
                 total = len(due) + len(recipients)
                 await standin.wait_for(
@@ -78,19 +78,23 @@ async def test_a_stopped_postgres_during_dispatch_and_broadcast_loses_nothing(
                 await asyncio.sleep(OUTAGE_SECONDS)
                 assert bot.returncode is None, "the bot keeps running"
                 proxy.resume(reset=True)
-                await until(finished, timeout=300)
+                try:
+                    await until(finished, timeout=300)
+                except AssertionError as late:
+                    reminders, news = counts()
+                    got = f"reminders {len(set(reminders) & due)}/{len(due)}"
+                    got += f", news {len(set(news) & recipients)}/{len(recipients)}"
+                    raise AssertionError(f"{late}: {got}") from late
                 await standin.settle(quiet=1.0)
             finally:
-                bot.send_signal(signal.SIGTERM)
-                _, stderr = await asyncio.wait_for(bot.communicate(), timeout=60)
-            assert bot.returncode == 0, stderr.decode()[-3000:]
+                log = await stop_bot(bot)
+            assert bot.returncode == 0, log[-3000:]
             guide = [m.plain for m in standin.chat(GUIDE_USER)]
     reminders, news = counts()
     lost = len(due - set(reminders)) + len(recipients - set(news))
     duplicates = sum(reminders.values()) - len(reminders) + sum(news.values()) - len(news)
     record(
         "postgres outage",
-        trials=1,
         outage_seconds=OUTAGE_SECONDS,
         sent_before_outage=before,
         lost=lost,
@@ -133,7 +137,7 @@ async def test_sqlite_bot_and_command_line_writing_together_never_lock(tmp_path:
             MILIABOT_DATABASE_URL=url,
             MILIABOT_GLOBAL_RATE="10000",
         )
-        bot = await _start_bot(env, tmp_path)
+        bot = await start_bot(env, tmp_path)
         try:
             await standin.wait_for(lambda: standin.calls_to("sendMessage"), timeout=60)
             content = str(bundled_dir("content"))
@@ -144,9 +148,7 @@ async def test_sqlite_bot_and_command_line_writing_together_never_lock(tmp_path:
                 )
                 failures += [out for code, out in results if code != 0 or "locked" in out]
         finally:
-            bot.send_signal(signal.SIGTERM)
-            _, stderr = await asyncio.wait_for(bot.communicate(), timeout=60)
-    log = stderr.decode(errors="replace")
+            log = await stop_bot(bot)
     locked = log.count("database is locked") + len(failures)
     record("sqlite bot + command line", runs=runs, unhandled_errors=locked)
     assert failures == []

@@ -1,4 +1,5 @@
-"""Bot API faults from the stand-in while `miliabot run` sends due reminders and a broadcast.
+"""Bot API faults from the stand-in while `miliabot run` sends due reminders and a broadcast,
+on SQLite and on PostgreSQL.
 
 The first send gets a 429 with `retry_after` (3 s at CI size, 30 s under `make soak`: the
 bot runs on the real clock in its own process, so the long wait is really waited), then
@@ -10,7 +11,6 @@ are the messages delivered plus the faults injected plus at most one lost batch 
 """
 
 import asyncio
-import signal
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -20,9 +20,10 @@ from miliabot_tg.db import make_engine
 from miliabot_tg.dispatch import OCCURRENCES, DispatchPolicy
 from miliabot_tg.standin import DEFAULT_TOKEN, StandIn
 from miliabot_tg.standin.records import Call
+from tests.robustness.bots import start_bot, stop_bot
 from tests.robustness.results import record, size
 from tests.robustness.test_crashes import NEWS, _seed, until
-from tests.test_processes import _env, _start_bot
+from tests.test_processes import _env
 
 RETRY_AFTER = size(3, 30)
 SOLID_5XX = 15  # each of 502 and 500, back to back
@@ -30,10 +31,14 @@ SPRINKLED = 6  # rounds of two 502s while sending
 HANGS = 2
 
 
+def _name(url: str) -> str:
+    return "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+
+
 async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    url = database_url
     broadcast_id, due, overdue, recipients = _seed(url, reminders=200, recipients=200)
     injected = 1 + 2 * SOLID_5XX + 2 * SPRINKLED + HANGS
     async with StandIn(global_rate=None, chat_rate=None) as standin:
@@ -62,7 +67,7 @@ async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
             MILIABOT_DATABASE_URL=url,
             MILIABOT_GLOBAL_RATE="10000",
         )
-        bot = await _start_bot(env, tmp_path)
+        bot = await start_bot(env, tmp_path)
         try:
             await standin.wait_for(lambda: standin.calls_to("sendMessage"), timeout=60)
             for _ in range(SPRINKLED):
@@ -71,9 +76,8 @@ async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
             await until(finished, timeout=240 + RETRY_AFTER)
             await standin.settle(quiet=1.0)
         finally:
-            bot.send_signal(signal.SIGTERM)
-            _, stderr = await asyncio.wait_for(bot.communicate(), timeout=60)
-        assert bot.returncode == 0, stderr.decode()[-3000:]
+            log = await stop_bot(bot)
+        assert bot.returncode == 0, log[-3000:]
         sends = standin.calls_to("sendMessage")
 
     reminders, news = counts()
@@ -113,8 +117,7 @@ async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
             if later:
                 gaps.append(later[0] - call.at)
     record(
-        "bot api faults",
-        trials=1,
+        f"bot api faults ({_name(url)})",
         delivered=delivered,
         lost=lost,
         duplicates=duplicates,
@@ -137,11 +140,11 @@ async def test_after_429s_5xx_and_timeouts_everything_arrives_without_a_storm(
 
 
 async def test_after_telegram_refused_connections_for_a_while_everything_arrives(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
     # CI: 5 s of connection refused; `make soak`: 60 s.
     outage = size(5, 60)
-    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    url = database_url
     _, due, overdue, recipients = _seed(url, reminders=400, recipients=400)
     standin = StandIn(global_rate=None, chat_rate=None)
     await standin.start()
@@ -167,7 +170,7 @@ async def test_after_telegram_refused_connections_for_a_while_everything_arrives
         MILIABOT_DATABASE_URL=url,
         MILIABOT_GLOBAL_RATE="10000",
     )
-    bot = await _start_bot(env, tmp_path)
+    bot = await start_bot(env, tmp_path)
     try:
         total = len(due) + len(recipients)
         await until(lambda: len(standin.calls_to("sendMessage")) >= total // 4, 120, every=0.02)
@@ -181,10 +184,9 @@ async def test_after_telegram_refused_connections_for_a_while_everything_arrives
         await standin.settle(quiet=1.0)
         elapsed = asyncio.get_running_loop().time() - back
     finally:
-        bot.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(bot.communicate(), timeout=60)
+        log = await stop_bot(bot)
         await standin.stop()
-    assert bot.returncode == 0, stderr.decode()[-3000:]
+    assert bot.returncode == 0, log[-3000:]
     reminders, news = counts()
     lost = len(due - set(reminders)) + len(recipients - set(news))
     delivered = sum(reminders.values()) + sum(news.values())
@@ -193,8 +195,7 @@ async def test_after_telegram_refused_connections_for_a_while_everything_arrives
     sends_after = [c for c in after if c.method == "sendMessage"]
     others_after = len(after) - len(sends_after)
     record(
-        "telegram unreachable",
-        trials=1,
+        f"telegram unreachable ({_name(url)})",
         outage_seconds=outage,
         delivered=delivered,
         lost=lost,

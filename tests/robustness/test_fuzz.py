@@ -11,6 +11,7 @@ Hypothesis draws the cases up front (no shrinking: the bot runs in the test's ev
 which hypothesis' sync runner can't drive); a failure prints the case itself.
 """
 
+import itertools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,18 +20,25 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, MetaData, select
+from sqlalchemy import MetaData, Table, delete, update
 
 from miliabot_tg import texts
 from miliabot_tg.standin.state import unix_now
 from tests.harness import Harness, running_bot
+from tests.robustness import audit
 from tests.robustness.results import record, size
 
 VICTIM = 1001
 OPERATOR = 7
 ATTACKER = 2002
 GROUP = -100_555
+CHANNEL = -100_444
+# Each group case in a group of its own: the bot paces replies to a group at Telegram's 20 a
+# minute, so a few hundred cases in one group would mostly wait (3 s each).
+_groups = itertools.count(1)
 CASES = size(200, 10_000)
+# PostgreSQL: a round trip per query costs more than SQLite's; CI size there under `make soak` too.
+PG_CASES = size(200, 2_000)
 NOT_MODIFIED = "message is not modified"
 COMMANDS = [
     *("start", "help", "guide", "privacy", "forget", "remind", "reminders", "timezone"),
@@ -38,9 +46,8 @@ COMMANDS = [
     *("content", "whatsnew", "progress", "mydata", "nosuchcommand"),
 ]
 MEDIA = ["sticker", "photo", "location", "contact", "voice", "document", "dice"]
-# Rows that are the attacker's own, or the bot's own bookkeeping, are not "other users' data".
-OWNER_COLUMNS = ("user_id", "created_by")
-SKIPPED_TABLES = {"dispatchers", "alembic_version"}
+# The bot's own bookkeeping is not "other users' data" (rows owned by the attacker aren't either).
+SKIPPED_TABLES = frozenset({"dispatchers", "alembic_version"})
 
 unicode = st.text(min_size=1, max_size=300) | st.text(
     st.characters(codec="utf-8", categories=["Mn", "Me", "Cf", "So", "Zs", "Lo"]),
@@ -77,23 +84,6 @@ def _draw(count: int) -> list[tuple[Any, ...]]:
 
     collect()
     return drawn
-
-
-def _others(engine: Engine, meta: MetaData) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row that is not the attacker's."""
-    snapshot: dict[str, list[tuple[Any, ...]]] = {}
-    with engine.connect() as conn:
-        for name, table in sorted(meta.tables.items()):
-            if name in SKIPPED_TABLES:
-                continue
-            query = select(table)
-            for column in OWNER_COLUMNS:
-                if column in table.c:
-                    query = query.where(table.c[column].is_distinct_from(ATTACKER))
-            if name == "users":
-                query = query.where(table.c.id != ATTACKER)
-            snapshot[name] = sorted(tuple(map(repr, row)) for row in conn.execute(query))
-    return snapshot
 
 
 class _Errors(logging.Handler):
@@ -163,10 +153,11 @@ async def _send(bot: Harness, case: tuple[Any, ...], harvested: list[str]) -> in
         return standin.queue_update(_raw("message", MEDIA_FIELDS[case[1]]))
     if kind == "group":
         text = f"/{case[1]} {case[2]}"
+        group = GROUP - next(_groups)
         return standin.send_message(
-            text, user_id=ATTACKER, chat_id=GROUP, chat_type="supergroup", chat_title="G"
+            text, user_id=ATTACKER, chat_id=group, chat_type="supergroup", chat_title="G"
         )
-    return standin.send_message(case[1], chat_id=GROUP - 1, chat_type="channel", chat_title="C")
+    return standin.send_message(case[1], chat_id=CHANNEL, chat_type="channel", chat_title="C")
 
 
 async def _setup(bot: Harness) -> list[str]:
@@ -196,18 +187,20 @@ async def _setup(bot: Harness) -> list[str]:
     return harvested
 
 
-async def test_bad_input_changes_nothing_of_anyone_else(tmp_path: Path) -> None:
-    drawn = _draw(CASES)
+async def test_bad_input_changes_nothing_of_anyone_else(tmp_path: Path, database_url: str) -> None:
+    postgres = database_url.startswith("postgresql")
+    drawn = _draw(PG_CASES if postgres else CASES)
     unhandled = cross_user = 0
-    async with running_bot(tmp_path, admin_ids=frozenset({OPERATOR})) as bot:
+    async with running_bot(
+        tmp_path, database_url=database_url, admin_ids=frozenset({OPERATOR})
+    ) as bot:
         harvested = await _setup(bot)
         # Any refusal so far is the setup's fault, not the fuzzer's.
         assert bot.failures() == []
-        meta = MetaData()
-        meta.reflect(bot.engine)
+        audit.install(bot.engine, ATTACKER, skip=SKIPPED_TABLES)
         with _errors() as errors:
+            before = 0  # the audit log's newest id checked
             for case in drawn:
-                before = _others(bot.engine, meta)
                 seen = {chat: len(bot.standin.chat(chat)) for chat in (VICTIM, OPERATOR)}
                 calls = len(bot.standin.calls)
                 await bot.handled(await _send(bot, case, harvested))
@@ -224,13 +217,63 @@ async def test_bad_input_changes_nothing_of_anyone_else(tmp_path: Path) -> None:
                     or bool(refused)
                     or (any(texts.SOMETHING_WENT_WRONG in r for r in replies[-1:]))
                 )
-                leaked = _others(bot.engine, meta) != before or any(
+                written = audit.writes_since(bot.engine, before)
+                before = audit.last_write(bot.engine) if written else before
+                leaked = bool(written) or any(
                     len(bot.standin.chat(chat)) != n for chat, n in seen.items()
                 )
                 unhandled += failed
                 cross_user += leaked
                 assert not failed, (case, errors.records[-1:], refused, replies)
-                assert not leaked, case
+                assert not leaked, (case, written)
     record(
-        "fuzz", fuzz_cases=len(drawn), unhandled_errors=unhandled, cross_user_accesses=cross_user
+        f"fuzz ({'PostgreSQL' if postgres else 'SQLite'})",
+        fuzz_cases=len(drawn),
+        unhandled_errors=unhandled,
+        cross_user_accesses=cross_user,
     )
+
+
+async def test_the_audit_catches_a_write_to_anyone_elses_rows(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The check above can fail: writes to the victim's or operator's rows are logged, the
+    attacker's own and no-op updates are not."""
+    async with running_bot(
+        tmp_path, database_url=database_url, admin_ids=frozenset({OPERATOR})
+    ) as bot:
+        await _setup(bot)
+        audit.install(bot.engine, ATTACKER, skip=SKIPPED_TABLES)
+        reminders = Table("reminders", MetaData(), autoload_with=bot.engine)
+        users = Table("users", MetaData(), autoload_with=bot.engine)
+        start = audit.last_write(bot.engine)
+        with bot.engine.begin() as conn:
+            # The attacker's own rows, and an update that changes nothing: not logged.
+            conn.execute(
+                update(reminders)
+                .where(reminders.c.user_id == ATTACKER)
+                .values(label=reminders.c.label + "!")
+            )
+            conn.execute(
+                update(users).where(users.c.id == VICTIM).values(first_name=users.c.first_name)
+            )
+        assert audit.writes_since(bot.engine, start) == []
+        with bot.engine.begin() as conn:
+            conn.execute(
+                update(reminders)
+                .where(reminders.c.user_id == VICTIM)
+                .values(label=reminders.c.label + "!")
+            )
+        written = audit.writes_since(bot.engine, start)
+        assert written and set(written) == {("reminders", "UPDATE")}, written
+        with bot.engine.begin() as conn:
+            # Taking the victim's reminder over is a write to the victim's data too.
+            conn.execute(
+                update(reminders).where(reminders.c.user_id == VICTIM).values(user_id=ATTACKER)
+            )
+        assert len(audit.writes_since(bot.engine, start)) == 2 * len(written)
+        after_takeover = audit.last_write(bot.engine)
+        with bot.engine.begin() as conn:
+            conn.execute(delete(reminders).where(reminders.c.user_id == ATTACKER))
+        # Now the attacker's (taken over): deleting them is not logged.
+        assert audit.writes_since(bot.engine, after_takeover) == []
