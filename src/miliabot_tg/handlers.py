@@ -318,24 +318,19 @@ class Handlers:
         if query is None or query.data is None:
             return
         await query.answer()
-        guide = self.deps.guide
-        if query.data.startswith(texts.CB_OPEN):
-            snippet = guide.get(query.data.removeprefix(texts.CB_OPEN))
-            if snippet is not None:
-                await show_in_place(update, *texts.snippet_view(guide, snippet))
-                return
+        guide, data = self.deps.guide, query.data
+        shown: tuple[str, InlineKeyboardMarkup] | None
+        if data.startswith(texts.CB_OPEN):
+            snippet = guide.get(data.removeprefix(texts.CB_OPEN))
+            shown = texts.snippet_view(guide, snippet) if snippet is not None else None
+        elif data.startswith(texts.CB_SECTION):
+            shown = texts.section_view(guide, data.removeprefix(texts.CB_SECTION))
+        else:
+            shown = texts.guide_menu(guide)
+        if shown is None:  # a topic or section no longer in the guide: the menu again
             text, keyboard = texts.guide_menu(guide)
-            await show_in_place(update, f"{texts.TOPIC_GONE}\n\n{text}", keyboard)
-            return
-        if query.data.startswith(texts.CB_SECTION):
-            section = texts.section_view(guide, query.data.removeprefix(texts.CB_SECTION))
-            if section is not None:
-                await show_in_place(update, *section)
-                return
-            text, keyboard = texts.guide_menu(guide)
-            await show_in_place(update, f"{texts.TOPIC_GONE}\n\n{text}", keyboard)
-            return
-        await show_in_place(update, *texts.guide_menu(guide))
+            shown = (f"{texts.TOPIC_GONE}\n\n{text}", keyboard)
+        await show_in_place(update, *shown)
 
     async def forget(self, update: Update, context: Context) -> None:
         """Ask whether to delete the user's data."""

@@ -37,6 +37,8 @@ COMMANDS = (
 CB_MENU = "guide:menu"
 CB_OPEN = "guide:open:"
 CB_SECTION = "guide:section:"
+CB_FORGET_YES = "forget:yes"
+CB_FORGET_NO = "forget:no"
 
 # The guide's menu shows sections, one per content topic, in the order of their first
 # snippet; a section opens its topics. Twenty-odd topics in one message made a wall of
@@ -54,8 +56,6 @@ SECTION_LABELS = {
     "prevention": "🗓 Prevention",
     "doctor": "👩‍⚕️ Dermatologist",
 }
-CB_FORGET_YES = "forget:yes"
-CB_FORGET_NO = "forget:no"
 
 
 def quote(text: str) -> str:
